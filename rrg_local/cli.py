@@ -1,0 +1,325 @@
+"""The `rrg` command: the thin shell over the library. Turns exceptions into one-line messages and exit codes.
+
+Results go to stdout, diagnostics (bad files, progress, notices) to stderr. Every command loads the
+settings once (`RRG_HOME` honoured) and opens the database itself; nothing happens at import.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from rrg_local.config import Settings, load_settings, save_settings
+
+
+class Context:
+    def __init__(self) -> None:
+        self.settings = load_settings()
+        for notice in self.settings.notices:
+            click.echo(f"warning: {notice}", err=True)
+
+    def open_db(self):
+        from rrg_local.db import open_db
+
+        return open_db(self.settings.db_path)
+
+
+pass_ctx = click.make_pass_decorator(Context, ensure=True)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rrg-local")
+def main() -> None:
+    """rrg-local: an offline personal photo assistant. Data lives in $RRG_HOME (or your user data dir)."""
+
+
+# ---- library -------------------------------------------------------------------------------------
+
+
+def _print_error(err) -> None:
+    click.echo(f"error: {err.path}: {err.reason}", err=True)
+
+
+def _summary(report, settings: Settings) -> str:
+    c = report.counts()
+    parts = [
+        f"{c['seen']} image files",
+        f"{c['new_photos']} new photos",
+        f"{c['new_paths']} new paths of known photos",
+        f"{c['unchanged']} unchanged",
+        f"{c['missing']} newly missing",
+        f"{c['errors']} errors",
+    ]
+    if c["known_errors"]:
+        parts.append(f"{c['known_errors']} known bad files")
+    if c["skipped"]:
+        parts.append(f"{c['skipped']} other files skipped")
+    return "indexed: " + ", ".join(parts) + f" in {report.seconds:.1f}s"
+
+
+def _run_scan(settings: Settings, db, roots, *, quiet: bool = False):
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from rrg_local.library.scan import Scanner
+
+    console = Console(stderr=True)
+    show = console.is_terminal and not quiet
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not show,
+    ) as progress:
+        task = progress.add_task("scanning", total=None)
+
+        def on_progress(report) -> None:
+            progress.update(
+                task,
+                description=f"{report.seen} files: {report.new_photos} new, "
+                f"{report.unchanged} unchanged, {len(report.errors)} errors",
+            )
+
+        scanner = Scanner(db, settings, on_error=_print_error, on_progress=on_progress)
+        return scanner.scan(roots)
+
+
+def _roots(settings: Settings, paths: tuple[str, ...]) -> list[Path]:
+    roots = [Path(p) for p in paths] or list(settings.folders)
+    if not roots:
+        _fail("no folders given and none configured: rrg index PATH, or rrg folders add PATH", 2)
+    return roots
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=str))
+@pass_ctx
+def index(ctx: Context, paths: tuple[str, ...]) -> None:
+    """Scan folders (default: the configured ones) into the index. Re-running is cheap (stat only)."""
+    roots = _roots(ctx.settings, paths)
+    db = ctx.open_db()
+    try:
+        report = _run_scan(ctx.settings, db, roots)
+    except KeyboardInterrupt:
+        click.echo("interrupted: what was indexed is kept; run the same command to continue", err=True)
+        sys.exit(130)
+    for line in report.unavailable:
+        click.echo(f"error: {line}", err=True)
+    click.echo(_summary(report, ctx.settings))
+    if report.unavailable:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=str))
+@click.option("--debounce", type=float, default=None, help="Seconds a file must be quiet before indexing.")
+@click.option("--rescan", type=float, default=None, help="Seconds between full rescans (0: never).")
+@pass_ctx
+def watch(ctx: Context, paths: tuple[str, ...], debounce: float | None, rescan: float | None) -> None:
+    """Scan, then follow changes in the folders until interrupted (Ctrl-C)."""
+    from rrg_local.library.scan import Scanner
+    from rrg_local.library.watch import Watcher
+
+    roots = _roots(ctx.settings, paths)
+    for root in roots:
+        if not root.is_dir():
+            _fail(f"library folder not available: {root}")
+    db = ctx.open_db()
+    settings = ctx.settings
+
+    def on_report(what: str, report) -> None:
+        if what in ("scan", "rescan") or report.new_photos or report.new_paths or report.missing or report.errors:
+            click.echo(f"[{what}] {_summary(report, settings)}", err=False)
+
+    scanner = Scanner(db, settings, on_error=_print_error)
+    watcher = Watcher(
+        scanner,
+        roots,
+        debounce_s=settings.debounce_s if debounce is None else debounce,
+        rescan_interval_s=settings.rescan_interval_s if rescan is None else rescan,
+        on_report=on_report,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    click.echo(f"watching {', '.join(str(r) for r in roots)} (Ctrl-C to stop)", err=True)
+    try:
+        watcher.run(stop)
+    except KeyboardInterrupt:
+        pass
+    click.echo("stopped", err=True)
+
+
+@main.command()
+@pass_ctx
+def status(ctx: Context) -> None:
+    """Counts: photos, missing photos, bad files, pending jobs, last scan."""
+    from rrg_local.library.query import status as get_status
+
+    s = get_status(ctx.open_db())
+    click.echo(f"home:          {ctx.settings.home}")
+    click.echo(f"photos:        {s['photos']}")
+    click.echo(f"missing:       {s['missing']}")
+    click.echo(f"paths:         {s['paths']}")
+    click.echo(f"errors:        {s['errors']}")
+    click.echo(f"pending jobs:  {s['pending_jobs']}")
+    click.echo(f"last scan:     {s['last_scan'] or 'never'}")
+
+
+@main.command()
+@click.option("--since", help="From this date: YYYY, YYYY-MM or YYYY-MM-DD.")
+@click.option("--until", help="Up to and including this date.")
+@click.option("--folder", type=click.Path(path_type=str), help="Only photos with a path under this folder.")
+@click.option("--missing", "include_missing", is_flag=True, help="Include photos whose files are gone.")
+@click.option("--limit", type=int, default=None)
+@pass_ctx
+def photos(ctx: Context, since, until, folder, include_missing, limit) -> None:
+    """List indexed photos by capture date."""
+    from rrg_local.library.query import list_photos
+
+    try:
+        rows = list_photos(
+            ctx.open_db(), since=since, until=until, folder=folder, include_missing=include_missing, limit=limit
+        )
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    for r in rows:
+        flag = " (missing)" if r["missing"] else ""
+        camera = r["camera"] or "-"
+        click.echo(f"{r['id']:>6}  {r['taken_at']}  {r['width']}x{r['height']:<5} {camera:<16} {r['path']}{flag}")
+
+
+@main.command()
+@pass_ctx
+def errors(ctx: Context) -> None:
+    """List files that could not be indexed, with the reason."""
+    from rrg_local.library.query import list_errors
+
+    for e in list_errors(ctx.open_db()):
+        click.echo(f"{e['path']}: {e['reason']} [{e['kind']}]")
+
+
+@main.command()
+@click.option("--distance", type=int, default=6, show_default=True, help="Max differing bits of the phash.")
+@pass_ctx
+def dupes(ctx: Context, distance: int) -> None:
+    """Group near-duplicate photos (bursts, re-encoded or resized copies)."""
+    from rrg_local.library.dupes import group_near_duplicates
+    from rrg_local.library.query import list_photos
+
+    db = ctx.open_db()
+    rows = {r["id"]: r for r in list_photos(db)}
+    pairs = [(pid, db.execute("SELECT phash FROM photos WHERE id = ?", [pid]).fetchone()[0]) for pid in rows]
+    for n, group in enumerate(group_near_duplicates(pairs, distance), 1):
+        click.echo(f"group {n}:")
+        for pid in group:
+            click.echo(f"  {pid:>6}  {rows[pid]['path']}")
+
+
+@main.command()
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+def purge(ctx: Context, yes: bool) -> None:
+    """Forget photos whose files are gone (their tags go too). Never touches your files."""
+    from rrg_local.library.scan import Scanner
+
+    db = ctx.open_db()
+    n = db.execute("SELECT count(*) FROM photos WHERE missing = 1").fetchone()[0]
+    if n and not yes and not click.confirm(f"forget {n} missing photos?", err=True):
+        return
+    click.echo(f"purged {Scanner(db, ctx.settings).purge_missing()} missing photos")
+
+
+@main.group()
+def folders() -> None:
+    """The library folders that `rrg index` and `rrg watch` use by default."""
+
+
+@folders.command("list")
+@pass_ctx
+def folders_list(ctx: Context) -> None:
+    for f in ctx.settings.folders:
+        click.echo(str(f))
+
+
+@folders.command("add")
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@pass_ctx
+def folders_add(ctx: Context, path: Path) -> None:
+    path = path.absolute()
+    if path not in ctx.settings.folders:
+        save_settings(replace(ctx.settings, folders=(*ctx.settings.folders, path)))
+    click.echo(f"library folders: {len(set(ctx.settings.folders) | {path})}")
+
+
+@folders.command("remove")
+@click.argument("path", type=click.Path(path_type=Path))
+@pass_ctx
+def folders_remove(ctx: Context, path: Path) -> None:
+    path = path.absolute()
+    if path not in ctx.settings.folders:
+        _fail(f"not a library folder: {path}", 2)
+    save_settings(replace(ctx.settings, folders=tuple(f for f in ctx.settings.folders if f != path)))
+
+
+# ---- demo ----------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--fresh", is_flag=True, help="Regenerate the demo library and index from scratch.")
+@pass_ctx
+def demo(ctx: Context, fresh: bool) -> None:
+    """Generate the demo photo library, index it and show what the index knows. Uses its own home."""
+    from rrg_local.db import open_db
+    from rrg_local.demo.library import generate_library
+    from rrg_local.library.dupes import group_near_duplicates
+    from rrg_local.library.query import list_photos, status
+
+    home = ctx.settings.home / "demo"
+    settings = replace(ctx.settings, home=home, folders=(home / "library",))
+    library = home / "library"
+    if fresh and home.exists():
+        shutil.rmtree(home)
+    if not library.exists():
+        tmp = home / "library.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        files = generate_library(tmp)
+        os.replace(tmp, library)
+        click.echo(f"generated demo library: {len(files)} files in {library}")
+    db = open_db(settings.db_path)
+    report = _run_scan(settings, db, [library])
+    click.echo(_summary(report, settings))
+    rows = list_photos(db)
+    click.echo(f"\n{len(rows)} photos by capture date:")
+    for r in rows:
+        click.echo(
+            f"  {r['taken_at']} ({r['taken_at_source']:<5}) {r['width']:>4}x{r['height']:<4} "
+            f"{(r['camera'] or '-'):<16} {os.path.relpath(r['path'], library)}"
+        )
+    click.echo("\nnear-duplicate groups:")
+    hashes = db.execute("SELECT id, phash FROM photos WHERE missing = 0").fetchall()
+    by_id = {r["id"]: r for r in rows}
+    for group in group_near_duplicates(hashes):
+        click.echo("  " + "  ~  ".join(os.path.relpath(by_id[p]["path"], library) for p in group))
+    s = status(db)
+    click.echo(
+        f"\nindex: {s['photos']} photos, {s['paths']} paths, {s['errors']} bad files, "
+        f"{s['pending_jobs']} jobs queued for later stages; data in {home}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Settings: where rrg-local keeps its data, which folders make up the library, and scan limits.
+
+`load_settings()` is the one way to get a `Settings`; the CLI calls it once and passes the value down.
+Data lives under a per-user directory (platformdirs), or under `$RRG_HOME` when that is set. The
+user-editable part is `config.toml` in that directory; a config that cannot be read falls back to
+the defaults and says why in `Settings.notices` (the CLI prints them, the TUI shows them).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import platformdirs
+import tomli_w
+
+APP_NAME = "rrg-local"
+HOME_ENV = "RRG_HOME"
+CONFIG_NAME = "config.toml"
+
+# Pillow's own hard stop is 2 x its MAX_IMAGE_PIXELS (about 179 MP); above that it refuses to open.
+PILLOW_BOMB_LIMIT = 178_956_970
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable. Frozen: change it with `dataclasses.replace` and `save_settings`."""
+
+    home: Path
+    folders: tuple[Path, ...] = ()
+    # Decompression-bomb guard: refuse images with more pixels than this (before decoding).
+    max_pixels: int = 150_000_000
+    thumb_size: int = 320
+    # Seconds a path must be quiet before the watcher indexes it (coalesces bursts of writes).
+    debounce_s: float = 1.0
+    # Full rescan while watching, to catch events the OS dropped (seconds; 0 disables).
+    rescan_interval_s: float = 900.0
+    # Worker threads for decoding; 0 means one per free core.
+    scan_workers: int = 0
+    notices: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "library.db"
+
+    @property
+    def thumbs_dir(self) -> Path:
+        return self.home / "thumbs"
+
+    @property
+    def config_path(self) -> Path:
+        return self.home / CONFIG_NAME
+
+    def workers(self) -> int:
+        if self.scan_workers > 0:
+            return self.scan_workers
+        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+_EDITABLE = {f.name for f in fields(Settings)} - {"home", "notices"}
+
+
+def default_home(environ: dict[str, str] | None = None) -> Path:
+    environ = os.environ if environ is None else environ
+    override = environ.get(HOME_ENV)
+    if override:
+        return Path(override).expanduser().absolute()
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def _coerce(raw: dict, home: Path) -> tuple[Settings, list[str]]:
+    """Build Settings from a parsed config table, keeping defaults for keys that are wrong."""
+    notices: list[str] = []
+    settings = Settings(home=home)
+    for key, value in raw.items():
+        if key not in _EDITABLE:
+            notices.append(f"config: unknown key {key!r} ignored")
+            continue
+        default = getattr(settings, key)
+        try:
+            if key == "folders":
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise TypeError("expected a list of paths")
+                value = tuple(Path(v).expanduser().absolute() for v in value)
+            elif isinstance(default, bool) or not isinstance(value, int | float) or isinstance(value, bool):
+                raise TypeError(f"expected a number, got {type(value).__name__}")
+            else:
+                value = type(default)(value)
+                if value < 0:
+                    raise ValueError("must not be negative")
+        except (TypeError, ValueError) as exc:
+            notices.append(f"config: {key}: {exc}; using the default")
+            continue
+        settings = replace(settings, **{key: value})
+    return settings, notices
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Read `config.toml` under the data home; never raises for a bad file (defaults + a notice)."""
+    home = default_home(environ)
+    path = home / CONFIG_NAME
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return Settings(home=home)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return Settings(home=home, notices=(f"config: cannot read {path} ({exc}); using defaults",))
+    settings, notices = _coerce(raw, home)
+    return replace(settings, notices=tuple(notices))
+
+
+def save_settings(settings: Settings) -> Path:
+    """Write the editable fields to `config.toml` atomically (temp file, then rename)."""
+    data: dict = {}
+    defaults = Settings(home=settings.home)
+    for name in sorted(_EDITABLE):
+        value = getattr(settings, name)
+        if value == getattr(defaults, name) and name != "folders":
+            continue
+        data[name] = [str(p) for p in value] if name == "folders" else value
+    settings.home.mkdir(parents=True, exist_ok=True)
+    tmp = settings.config_path.with_suffix(".toml.tmp")
+    tmp.write_text(tomli_w.dumps(data), encoding="utf-8")
+    os.replace(tmp, settings.config_path)
+    return settings.config_path

@@ -1,0 +1,141 @@
+"""The SQLite store: `open_db()` and the numbered schema migrations. The only module with DDL.
+
+Every other module receives an open `sqlite_utils.Database`. Migrations are plain functions applied in
+order on open and recorded in `_migrations`, so an old library file upgrades itself. The database runs
+in WAL mode so the watcher can write while the CLI or TUI reads.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlite_utils
+
+Migration = Callable[[sqlite_utils.Database], None]
+
+
+def utcnow() -> str:
+    """Timestamps are ISO-8601 UTC strings, second precision; they sort as text."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _m001_library(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE photos (
+            id INTEGER PRIMARY KEY,
+            hash TEXT NOT NULL UNIQUE,          -- sha256 of the file's bytes: the photo's identity
+            size INTEGER NOT NULL,
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            format TEXT NOT NULL,
+            taken_at TEXT NOT NULL,             -- local capture time, ISO 8601 (EXIF, else file mtime)
+            taken_at_source TEXT NOT NULL,      -- 'exif' or 'mtime'
+            orientation INTEGER NOT NULL DEFAULT 1,
+            camera TEXT,
+            phash TEXT NOT NULL,                -- 64-bit DCT perceptual hash, 16 hex digits
+            thumb TEXT NOT NULL,                -- path relative to the thumbnail cache
+            missing INTEGER NOT NULL DEFAULT 0, -- 1 when no path of it exists any more
+            added_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX photos_taken_at ON photos(taken_at);
+        CREATE INDEX photos_missing ON photos(id) WHERE missing = 1;
+
+        CREATE TABLE paths (
+            raw BLOB PRIMARY KEY,               -- os.fsencode(path): exact, also for non-UTF-8 names
+            path TEXT NOT NULL,                 -- for display and folder filters
+            photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            missing INTEGER NOT NULL DEFAULT 0,
+            seen_scan INTEGER NOT NULL DEFAULT 0,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX paths_photo ON paths(photo_id);
+        CREATE INDEX paths_path ON paths(path);
+
+        CREATE TABLE errors (
+            raw BLOB PRIMARY KEY,
+            path TEXT NOT NULL,
+            kind TEXT NOT NULL,                 -- corrupt, truncated, empty, not_image, too_large, ...
+            reason TEXT NOT NULL,
+            size INTEGER,
+            mtime_ns INTEGER,
+            seen_scan INTEGER NOT NULL DEFAULT 0,
+            at TEXT NOT NULL
+        );
+
+        CREATE TABLE scans (
+            id INTEGER PRIMARY KEY,
+            roots TEXT NOT NULL,                -- JSON list
+            started_at TEXT NOT NULL,
+            finished_at TEXT,                   -- NULL: interrupted or still running
+            counts TEXT                         -- JSON object
+        );
+
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending', -- pending, running, done, failed
+            attempts INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            updated_at TEXT NOT NULL,
+            UNIQUE (photo_id, kind)
+        );
+        CREATE INDEX jobs_kind_state ON jobs(kind, state);
+        """
+    )
+
+
+MIGRATIONS: list[tuple[str, Migration]] = [
+    ("001_library", _m001_library),
+]
+
+
+def migrate(db: sqlite_utils.Database) -> list[str]:
+    """Apply the migrations not yet recorded; each one in its own transaction. Returns their names."""
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    done = {row[0] for row in db.execute("SELECT name FROM _migrations").fetchall()}
+    applied = []
+    for name, fn in MIGRATIONS:
+        if name in done:
+            continue
+        with db.conn:
+            fn(db)
+            db.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", [name, utcnow()])
+        applied.append(name)
+    return applied
+
+
+def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
+    """A raw connection with the pragmas every connection of ours needs."""
+    if readonly:
+        conn = sqlite3.connect(f"file:{Path(path).as_posix()}?mode=ro", uri=True, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(str(path), check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def open_db(path: Path | str | None = None) -> sqlite_utils.Database:
+    """Open (creating if needed) the library database, in WAL mode, migrated to the latest schema.
+
+    `path=None` gives an in-memory database (tests of pure row logic).
+    """
+    if path is None:
+        db = sqlite_utils.Database(memory=True)
+        db.execute("PRAGMA foreign_keys = ON")
+    else:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite_utils.Database(connect(path))
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+    migrate(db)
+    return db

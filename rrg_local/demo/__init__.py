@@ -1,0 +1,1 @@
+"""The demo world: a generated photo library (and, later, the demo model) for `rrg demo` and tests."""

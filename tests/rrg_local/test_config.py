@@ -1,0 +1,39 @@
+from dataclasses import replace
+from pathlib import Path
+
+from rrg_local.config import Settings, load_settings, save_settings
+
+
+def test_rrg_home_overrides_the_data_dir(tmp_path):
+    s = load_settings({"RRG_HOME": str(tmp_path / "h")})
+    assert s.home == tmp_path / "h"
+    assert s.db_path == tmp_path / "h" / "library.db"
+
+
+def test_settings_round_trip_through_the_config_file(tmp_path):
+    home = tmp_path / "h"
+    saved = replace(Settings(home=home), folders=(tmp_path / "pics",), max_pixels=1000, debounce_s=0.5)
+    save_settings(saved)
+    loaded = load_settings({"RRG_HOME": str(home)})
+    assert loaded == saved
+    assert loaded.notices == ()
+
+
+def test_bad_config_falls_back_to_defaults_with_a_notice(tmp_path):
+    home = tmp_path / "h"
+    home.mkdir()
+    (home / "config.toml").write_text("folders = [1, 2\n")  # not TOML
+    s = load_settings({"RRG_HOME": str(home)})
+    assert s == Settings(home=home)
+    assert len(s.notices) == 1 and "using defaults" in s.notices[0]
+
+
+def test_bad_values_keep_their_defaults_and_good_ones_apply(tmp_path):
+    home = tmp_path / "h"
+    home.mkdir()
+    (home / "config.toml").write_text('max_pixels = "lots"\ndebounce_s = 2.5\nwat = 1\nfolders = ["/x"]\n')
+    s = load_settings({"RRG_HOME": str(home)})
+    assert s.max_pixels == Settings(home=home).max_pixels
+    assert s.debounce_s == 2.5
+    assert s.folders == (Path("/x"),)
+    assert any("max_pixels" in n for n in s.notices) and any("wat" in n for n in s.notices)

@@ -1,0 +1,52 @@
+import pytest
+
+from rrg_local.jobs import MAX_ATTEMPTS, Jobs
+
+
+@pytest.fixture
+def jobs(db):
+    now = "2024-01-01T00:00:00Z"
+    for i in range(1, 6):
+        db.execute(
+            "INSERT INTO photos (id, hash, size, width, height, format, taken_at, taken_at_source, phash, thumb,"
+            " added_at, updated_at) VALUES (?, ?, 1, 1, 1, 'JPEG', ?, 'exif', '0', 't', ?, ?)",
+            [i, f"h{i}", now, now, now],
+        )
+    db.conn.commit()
+    return Jobs(db)
+
+
+def test_enqueue_is_idempotent_and_claim_marks_running(jobs):
+    assert jobs.enqueue([1, 2, 3], "embed") == 3
+    assert jobs.enqueue([1, 2, 3], "embed") == 0
+    claimed = jobs.claim("embed", 2)
+    assert [j.photo_id for j in claimed] == [1, 2]
+    assert jobs.counts() == {"embed": {"running": 2, "pending": 1}}
+
+
+def test_a_killed_worker_resumes_where_it_stopped(jobs):
+    jobs.enqueue([1, 2, 3, 4], "embed")
+    first = jobs.claim("embed", 2)
+    jobs.finish([first[0].id])
+    # The process dies here with first[1] still running; a new worker recovers it.
+    assert jobs.recover() == 1
+    rest = jobs.claim("embed", 10)
+    assert sorted(j.photo_id for j in rest) == [2, 3, 4]
+
+
+def test_failures_retry_until_the_limit(jobs):
+    jobs.enqueue([5], "embed")
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        (job,) = jobs.claim("embed", 1)
+        assert job.attempts == attempt
+        jobs.fail(job, "boom")
+    assert jobs.claim("embed", 1) == []
+    assert jobs.counts()["embed"] == {"failed": 1}
+
+
+def test_requeue_again_resets_done_jobs(jobs):
+    jobs.enqueue([1], "tag")
+    jobs.finish([j.id for j in jobs.claim("tag", 1)])
+    assert jobs.enqueue([1], "tag") == 0
+    assert jobs.enqueue([1], "tag", again=True) == 1
+    assert jobs.counts()["tag"] == {"pending": 1}
