@@ -103,15 +103,20 @@ def child_index(lib: str, home: str, workers: int, repeat: int) -> None:
         rescans.append(again.seen / (time.perf_counter() - t))
         assert again.unchanged == again.seen
     rss = peak_rss_mb()
-    print(json.dumps({"first": first_rate, "rescan": max(rescans) if rescans else 0, "rss_mb": rss,
-                      "photos": first.new_photos}))
+    print(
+        json.dumps(
+            {"first": first_rate, "rescan": max(rescans) if rescans else 0, "rss_mb": rss, "photos": first.new_photos}
+        )
+    )
 
 
 def run_child(lib: Path, workers: int, repeat: int = 0) -> dict:
     with tempfile.TemporaryDirectory() as home:
         out = subprocess.run(
             [sys.executable, __file__, "--child", str(lib), home, str(workers), str(repeat)],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
     return json.loads(out.stdout)
 
@@ -132,11 +137,16 @@ def query_bench(rows: int = 100_000, queries: int = 200) -> tuple[float, float]:
             photos.append((i + 1, f"{i:064x}", 1, 1, 1, "JPEG", taken, "exif", 1, f"{i:016x}", "t", 0, now, now))
             raw = f"/photos/{i // 1000}/IMG_{i}.jpg".encode()
             paths.append((raw, raw.decode(), i + 1, 1, 1, 0, 1, now))
-        db.conn.executemany(f"INSERT INTO photos (id, hash, size, width, height, format, taken_at, taken_at_source,"
-                            f" orientation, phash, thumb, missing, added_at, updated_at) VALUES ({','.join('?' * 14)})",
-                            photos)
-        db.conn.executemany("INSERT INTO paths (raw, path, photo_id, size, mtime_ns, missing, seen_scan, updated_at)"
-                            " VALUES (?,?,?,?,?,?,?,?)", paths)
+        db.conn.executemany(
+            f"INSERT INTO photos (id, hash, size, width, height, format, taken_at, taken_at_source,"
+            f" orientation, phash, thumb, missing, added_at, updated_at) VALUES ({','.join('?' * 14)})",
+            photos,
+        )
+        db.conn.executemany(
+            "INSERT INTO paths (raw, path, photo_id, size, mtime_ns, missing, seen_scan, updated_at)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            paths,
+        )
         db.conn.commit()
         times = []
         for _ in range(queries):
@@ -183,12 +193,18 @@ def main() -> None:
     rows = [
         ("decode limit (Pillow draft decode, 1 thread)", f"{limit:8.1f} photos/s", "1.00 (baseline)"),
         ("first index, 1 worker", f"{one['first']:8.1f} photos/s", f"{one['first'] / limit:.2f} of limit"),
-        (f"first index, {cores} workers (default)", f"{full['first']:8.1f} photos/s",
-         f"{full['first'] / limit:.2f} of limit"),
+        (
+            f"first index, {cores} workers (default)",
+            f"{full['first']:8.1f} photos/s",
+            f"{full['first'] / limit:.2f} of limit",
+        ),
         ("rescan, unchanged library", f"{full['rescan']:8.0f} files/s", f"{full['rescan'] / limit:.0f}x limit"),
         (f"peak RSS, {len(paths) // 4} photos", f"{quarter['rss_mb']:8.0f} MB", "1.00 (baseline)"),
-        (f"peak RSS, {len(paths)} photos", f"{full['rss_mb']:8.0f} MB",
-         f"{full['rss_mb'] / quarter['rss_mb']:.2f}x for 4x photos"),
+        (
+            f"peak RSS, {len(paths)} photos",
+            f"{full['rss_mb']:8.0f} MB",
+            f"{full['rss_mb'] / quarter['rss_mb']:.2f}x for 4x photos",
+        ),
         ("date-range query, 100k photos, p50", f"{p50:8.2f} ms", f"p95 {p95:.2f} ms"),
     ]
     width = max(len(r[0]) for r in rows)
