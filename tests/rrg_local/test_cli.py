@@ -90,3 +90,29 @@ def test_demo_generates_and_indexes_its_own_library(rrg_home):
     assert (rrg_home / "demo" / "library.db").exists() and not (rrg_home / "library.db").exists()
     again = rrg("demo")
     assert "generated" not in again.stdout and "0 new photos" in again.stdout
+
+
+def test_watch_follows_changes_and_stops_cleanly_on_ctrl_c(tmp_path, make_jpeg):
+    import signal
+    import time
+
+    lib = tmp_path / "lib"
+    make_jpeg(lib / "a.jpg", 1)
+    proc = subprocess.Popen(
+        [*RRG, "watch", str(lib), "--debounce", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while "photos:        1" not in rrg("status").stdout and time.monotonic() < deadline:
+            time.sleep(0.1)
+        make_jpeg(lib / "b.jpg", 2)
+        while "photos:        2" not in rrg("status").stdout and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "photos:        2" in rrg("status").stdout
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "[scan] indexed: 1 image files, 1 new photos" in out
+    assert "[change] indexed: 1 image files, 1 new photos" in out
+    assert err.strip().endswith("stopped")
