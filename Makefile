@@ -1,28 +1,39 @@
 # Two entry points that each do all set-up on a fresh machine (Python 3.11+ and make are all they need):
 #   make demo   creates .venv, installs rrg-local, runs the demo (generate + index a demo library)
-#   make test   creates .venv, installs rrg-local with its dev tools, runs lint and the whole test suite
+#   make test   creates .venv, installs rrg-local with the runtime, the model tools and the dev tools,
+#               runs lint and the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= dev
+PIP := $(PY) -m pip install --quiet
+# Never -march=native: the binary died with SIGILL on these VMs.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test bench clean
 
-$(VENV)/.installed-$(EXTRAS): pyproject.toml
+$(VENV)/.base: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	$(PIP) --upgrade pip
+	$(PIP) -e .
 	touch $@
 
-demo: $(VENV)/.installed-$(EXTRAS)
+# torch first, pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
+$(VENV)/.test: $(VENV)/.base
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[dev,vlm,convert]'
+	$(VENV)/bin/rrg-train fetch-converter
+	touch $@
+
+demo: $(VENV)/.base
 	$(VENV)/bin/rrg demo
 
-test: $(VENV)/.installed-$(EXTRAS)
+test: $(VENV)/.test
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
-bench: $(VENV)/.installed-$(EXTRAS)
+bench: $(VENV)/.test
 	$(PY) bench/index.py
+	$(PY) bench/runtime.py
 
 clean:
 	rm -rf $(VENV)

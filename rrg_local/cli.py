@@ -275,6 +275,76 @@ def folders_remove(ctx: Context, path: Path) -> None:
     save_settings(replace(ctx.settings, folders=tuple(f for f in ctx.settings.folders if f != path)))
 
 
+# ---- models --------------------------------------------------------------------------------------
+
+
+@main.group()
+def model() -> None:
+    """The local multimodal models (GGUF + mmproj pairs) and which one is in use."""
+
+
+def _registry_call(fn, *args, **kwargs):
+    from rrg_local.vlm.registry import RegistryError
+
+    try:
+        return fn(*args, **kwargs)
+    except RegistryError as exc:
+        _fail(str(exc))
+
+
+@model.command("add")
+@click.argument("name")
+@click.option("--gguf", "gguf", required=True, type=click.Path(path_type=Path), help="The text model GGUF.")
+@click.option("--mmproj", required=True, type=click.Path(path_type=Path), help="The vision projector GGUF.")
+@click.option("--chat-format", default=None, help="Override the chat template (default: the GGUF's own).")
+@click.option("--use", "use_it", is_flag=True, help="Make it the model in use.")
+@pass_ctx
+def model_add(ctx: Context, name: str, gguf: Path, mmproj: Path, chat_format: str | None, use_it: bool) -> None:
+    """Register a GGUF pair under NAME (both files are checked first)."""
+    from rrg_local.vlm import registry
+
+    entry = _registry_call(registry.add, ctx.settings, name, gguf, mmproj, chat_format=chat_format, use=use_it)
+    click.echo(f"added model {entry.name}: {entry.gguf} + {entry.mmproj}")
+
+
+@model.command("list")
+@pass_ctx
+def model_list(ctx: Context) -> None:
+    """List registered models; * marks the one in use."""
+    from rrg_local.vlm import registry
+
+    models, default = _registry_call(registry.entries, ctx.settings)
+    if not models:
+        click.echo("no models: rrg model add NAME --gguf FILE --mmproj FILE, or rrg model pull REPO", err=True)
+    for m in models:
+        missing = "" if m.gguf.exists() and m.mmproj.exists() else "  (files missing)"
+        click.echo(f"{'*' if m.name == default else ' '} {m.name:<20} {m.gguf}{missing}")
+
+
+@model.command("use")
+@click.argument("name")
+@pass_ctx
+def model_use(ctx: Context, name: str) -> None:
+    """Use NAME from now on."""
+    from rrg_local.vlm import registry
+
+    _registry_call(registry.use, ctx.settings, name)
+    click.echo(f"using model {name}")
+
+
+@model.command("pull")
+@click.argument("repo")
+@click.option("--name", default=None, help="Register under this name (default: the repository's name).")
+@click.option("--quant", default="Q4_K_M", show_default=True, help="Preferred quantization of the text model.")
+@pass_ctx
+def model_pull(ctx: Context, repo: str, name: str | None, quant: str) -> None:
+    """Download a GGUF + mmproj pair from the Hugging Face hub (the only command that uses the network)."""
+    from rrg_local.vlm import registry
+
+    entry = _registry_call(registry.pull, ctx.settings, repo, name=name, quant=quant)
+    click.echo(f"pulled and added model {entry.name}")
+
+
 # ---- demo ----------------------------------------------------------------------------------------
 
 

@@ -2,12 +2,56 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Train and export RRG speaker adapters (install the `train` extra)."""
+
+
+@main.command("fetch-converter")
+@click.option(
+    "--sdist",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An already downloaded llama_cpp_python-<version>.tar.gz (skips pip download).",
+)
+def fetch_converter_cmd(sdist: Path | None) -> None:
+    """Set-up step (needs PyPI): cache llama.cpp's GGUF converter for the installed llama-cpp-python."""
+    import tarfile
+
+    from trainer.gguf import ConverterMissing, fetch_converter
+
+    try:
+        path = fetch_converter(sdist=sdist)
+    except (ConverterMissing, OSError, tarfile.TarError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(path)
+
+
+@main.command("tiny")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Also copy the HF folder here.")
+@click.option("--quant", multiple=True, default=("Q8_0", "Q4_K_M"), show_default=True, help="Text quant types.")
+def tiny_cmd(out: Path | None, quant: tuple[str, ...]) -> None:
+    """Build (or reuse from the cache) the tiny random Qwen2-VL test model and print its paths."""
+    import shutil
+
+    from trainer.gguf import ConversionError, ConverterMissing
+    from trainer.tiny import tiny_gguf
+
+    try:
+        model = tiny_gguf(quant=tuple(quant))
+    except (ConverterMissing, ConversionError, OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"hf\t{model.hf_dir}")
+    for kind, files in (("text", model.text), ("mmproj", model.mmproj)):
+        for dtype, path in files.items():
+            click.echo(f"{kind}:{dtype}\t{path}")
+    if out is not None:
+        shutil.copytree(model.hf_dir, out, dirs_exist_ok=True)
+        click.echo(f"copied\t{out}")
 
 
 if __name__ == "__main__":
