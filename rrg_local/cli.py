@@ -391,5 +391,16 @@ def demo(ctx: Context, fresh: bool) -> None:
     )
 
 
+def _register_commands() -> None:
+    """The concept commands live in their own module; importing it registers them on `main`."""
+    import rrg_local.cli_concepts  # noqa: F401
+
+
+_register_commands()
+
+
 if __name__ == "__main__":
-    main()
+    # Run as `python -m rrg_local.cli`: use the imported module, on which the concept commands registered.
+    from rrg_local.cli import main as _main
+
+    _main()

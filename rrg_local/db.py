@@ -92,8 +92,72 @@ def _m001_library(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m002_concepts(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE concepts (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            name_key TEXT NOT NULL UNIQUE,      -- lower-cased name: names match case-insensitively
+            category TEXT NOT NULL,
+            coarse TEXT NOT NULL DEFAULT '',
+            detailed TEXT NOT NULL DEFAULT '',
+            description_source TEXT NOT NULL DEFAULT 'none', -- speaker, user, none
+            threshold REAL,                     -- calibrated stage-2 threshold; NULL: the default
+            version INTEGER NOT NULL DEFAULT 1, -- bumped when what the tagger uses changes
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+
+        CREATE TABLE concept_photos (
+            concept_id INTEGER NOT NULL REFERENCES concepts(id) ON DELETE CASCADE,
+            photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+            role TEXT NOT NULL,                 -- reference, confirmed, negative
+            added_at TEXT NOT NULL,
+            PRIMARY KEY (concept_id, photo_id)
+        );
+        CREATE INDEX concept_photos_photo ON concept_photos(photo_id);
+
+        CREATE TABLE descriptions (
+            id INTEGER PRIMARY KEY,
+            concept_id INTEGER NOT NULL REFERENCES concepts(id) ON DELETE CASCADE,
+            coarse TEXT NOT NULL,
+            detailed TEXT NOT NULL,
+            source_photo_id INTEGER,
+            score REAL,                         -- mean reference-game reward; NULL when not played
+            games TEXT,                         -- JSON: per game, the listener's probabilities
+            chosen INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL
+        );
+
+        CREATE TABLE embeddings (
+            photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+            embedder TEXT NOT NULL,
+            vector BLOB NOT NULL,               -- float32, L2-normalised
+            PRIMARY KEY (photo_id, embedder)
+        );
+
+        CREATE TABLE tags (
+            photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+            concept_id INTEGER NOT NULL REFERENCES concepts(id) ON DELETE CASCADE,
+            status TEXT NOT NULL,               -- suggested, confirmed, rejected
+            score REAL,                         -- stage-2 probability
+            stage1 REAL,                        -- stage-1 similarity
+            reasoning TEXT,
+            model TEXT,
+            concept_version INTEGER,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (photo_id, concept_id)
+        );
+        CREATE INDEX tags_concept ON tags(concept_id, status);
+        """
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_library", _m001_library),
+    ("002_concepts", _m002_concepts),
 ]
 
 

@@ -15,7 +15,8 @@ import sqlite_utils
 
 from rrg_local.db import utcnow
 
-KIND_EMBED = "embed"
+KIND_EMBED = "embed"  # compute the photo's retrieval embedding
+KIND_TAG = "tag"  # run auto-tagging on the photo (again when concepts change)
 MAX_ATTEMPTS = 3
 
 

@@ -25,7 +25,7 @@ import sqlite_utils
 
 from rrg_local import db as dbmod
 from rrg_local.config import Settings
-from rrg_local.jobs import KIND_EMBED, Jobs
+from rrg_local.jobs import KIND_EMBED, KIND_TAG, Jobs
 from rrg_local.library.images import supported_extensions
 from rrg_local.library.reader import FileError, PhotoFile, display_path, read_photo
 from rrg_local.library.walk import Entry, RootUnavailable, Walker
@@ -310,6 +310,7 @@ class Scanner:
             )
             photo_id = cur.lastrowid
             self.jobs.enqueue([photo_id], KIND_EMBED)
+            self.jobs.enqueue([photo_id], KIND_TAG)
             report.new_photos += 1
         else:
             photo_id = photo[0]

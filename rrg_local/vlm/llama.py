@@ -42,6 +42,7 @@ from rrg_local.vlm.protocol import (
     OnText,
     ScriptResult,
     Step,
+    VisionError,
 )
 
 log = logging.getLogger("rrg_local.llama")
@@ -51,7 +52,7 @@ _last_level = logging.DEBUG
 _log_callback = None  # kept referenced: llama.cpp holds a raw pointer to it
 
 
-class ModelError(Exception):
+class ModelError(VisionError):
     """A model that cannot be loaded or run; the message names the file or the failing step."""
 
 

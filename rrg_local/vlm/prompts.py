@@ -90,13 +90,22 @@ def recognition(image: ImageRef, concept: ConceptText) -> list[Message]:
     return [Message.of("system", LISTENER_SYSTEM), Message.of("user", image, question)]
 
 
-def identification(image: ImageRef, candidates: Sequence[ConceptText]) -> list[Message]:
-    """Which of K candidate concepts (labelled A, B, C...) is in the photo; the caption must name it."""
+NONE = "None"
+
+
+def identification(image: ImageRef, candidates: Sequence[ConceptText], *, none_option: bool = False) -> list[Message]:
+    """Which of K candidate concepts (labelled A, B, C...) is in the photo; the caption must name it.
+
+    With `none_option`, "None" is also an answer (auto-tagging: most photos show none of the candidates).
+    """
     labels = letters(len(candidates))
     listing = "\n".join(
         f"{label}. <{c.name}>, a {c.category}: {c.description() or 'no description'}"
         for label, c in zip(labels, candidates, strict=True)
     )
+    if none_option:
+        listing += f"\n{NONE}. none of these"
+        labels = (*labels, NONE)
     question = (
         f'Which of these is in the photo?\n{listing}\nAnswer in JSON with the keys "Reasoning" (one short '
         f'sentence), "Answer" (one of {", ".join(labels)}) and "Caption" (one sentence describing the photo '

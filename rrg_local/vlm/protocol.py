@@ -17,6 +17,10 @@ from typing import Protocol, runtime_checkable
 from PIL import Image
 
 
+class VisionError(Exception):
+    """A model or an image that cannot be used; the message names the file or the failing step."""
+
+
 @dataclass(frozen=True)
 class ImageRef:
     """A photo given to the model: a file path, encoded bytes, or an already decoded image."""

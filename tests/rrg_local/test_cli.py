@@ -45,7 +45,9 @@ def test_index_status_photos_errors(tmp_path, make_jpeg):
     assert "2 new photos" in out.stdout and "1 errors" in out.stdout
     assert out.stderr.strip() == f"error: {lib / 'broken.jpg'}: corrupt JPEG file (its header is damaged)"
     status = rrg("status").stdout
-    assert "photos:        2" in status and "errors:        1" in status and "pending jobs:  2" in status
+    assert (
+        "photos:        2" in status and "errors:        1" in status and "pending jobs:  4" in status
+    )  # embed + tag per photo
     listed = rrg("photos", "--since", "2020").stdout.splitlines()
     assert len(listed) == 1 and listed[0].endswith("b.jpg")
     assert "Pixel 3" in rrg("photos", "--folder", str(lib / "2019")).stdout

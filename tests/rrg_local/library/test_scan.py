@@ -39,6 +39,7 @@ def test_every_supported_format_is_indexed(tmp_path, scanner, db, make_jpeg):
         with Image.open(scanner.settings.thumbs_dir / thumb) as t:
             assert max(t.size) <= scanner.settings.thumb_size
     assert rows(db, "SELECT count(*) FROM jobs WHERE kind='embed' AND state='pending'")[0][0] == 6
+    assert rows(db, "SELECT count(*) FROM jobs WHERE kind='tag' AND state='pending'")[0][0] == 6
 
 
 def test_same_content_at_two_paths_is_one_photo(tmp_path, scanner, db, make_jpeg):
@@ -121,7 +122,7 @@ def test_photo_that_comes_back_is_no_longer_missing(tmp_path, scanner, db, make_
         "missing": 0,
         "paths": 1,
         "errors": 0,
-        "pending_jobs": 1,
+        "pending_jobs": 2,  # embed + tag
         "last_scan": None,
     }
 

@@ -1,0 +1,202 @@
+"""Questions: routed to the photo (the VLM looks) or to the library (tags and dates answer, the VLM checks).
+
+`route()` and `find_concepts()` are pure. Questions about one photo go to the listener with the
+mentioned concepts' names and descriptions in context ("Is Bo in this photo?" is a recognition with its
+probability). Questions about the library ("Show me Bo at the beach", "When did I last see my blue mug?",
+"Photos of Bo and grandma together") are answered from tags and capture dates; only a scene condition
+costs VLM calls, on at most `max_checks` photos. Every answer cites the photos it rests on and says when
+it is unsure (unconfirmed suggestions, probabilities near one half, checks cut short).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from rrg_local.concepts.embeddings import EmbeddingStore
+from rrg_local.concepts.store import Concept, ConceptStore, Tag
+from rrg_local.vlm import answers, prompts, tasks
+from rrg_local.vlm.protocol import ImageRef, Message, OnText, VisionModel
+
+UNSURE = (0.35, 0.65)
+
+
+@dataclass(frozen=True)
+class Route:
+    target: str  # "photo" or "library"
+    intent: str  # photo: is_in, open; library: show, last, count
+    concepts: tuple[str, ...] = ()  # names as stored
+    scene: str | None = None
+    year: int | None = None
+
+
+@dataclass
+class Answer:
+    text: str
+    citations: list[tuple[int, str | None]] = field(default_factory=list)
+    unsure: bool = False
+    vlm_calls: int = 0
+
+
+def find_concepts(question: str, names: Sequence[str]) -> list[str]:
+    """Concept names mentioned in the question: whole words or phrases, any case, with or without <>.
+
+    >>> find_concepts("Is <bo> with Grandma here?", ["Bo", "grandma", "Bob"])
+    ['Bo', 'grandma']
+    """
+    found: list[tuple[int, str]] = []
+    taken: list[tuple[int, int]] = []
+    for name in sorted(names, key=len, reverse=True):
+        pattern = rf"(?<![\w]){re.escape(name)}(?![\w])"
+        for m in re.finditer(pattern, question, flags=re.IGNORECASE):
+            if not any(a < m.end() and m.start() < b for a, b in taken):
+                taken.append((m.start(), m.end()))
+                found.append((m.start(), name))
+                break
+    return [n for _, n in sorted(found)]
+
+
+_IS_IN = re.compile(
+    r"^\s*(is|are|does|do|can you see)\b.*\b(in|on|inside)\s+(this|the)\s+(photo|picture|image|pic)\b", re.I
+)
+_LAST = re.compile(r"\b(when|what day|what date)\b.*\b(last|most recently|latest)\b|\blast (time|photo|saw)\b", re.I)
+_COUNT = re.compile(r"\bhow many\b", re.I)
+_SCENE = re.compile(
+    r"\b(?:at|on|in)\s+(?:the\s+|a\s+)?(beach|park|snow|kitchen|garden|lake|sea|mountains?|"
+    r"forest|city|street|home|office|grass|pool|party|night|sunset|dusk)\b",
+    re.I,
+)
+_YEAR = re.compile(r"\b(?:in|from|during)\s+((?:19|20)\d\d)\b", re.I)
+
+
+def route(question: str, names: Sequence[str], *, has_photo: bool) -> Route:
+    """Decide what answers the question (pure).
+
+    >>> route("Is <Bo> in this photo?", ["Bo"], has_photo=True)
+    Route(target='photo', intent='is_in', concepts=('Bo',), scene=None, year=None)
+    >>> route("Show me Bo at the beach in 2023", ["Bo"], has_photo=False)
+    Route(target='library', intent='show', concepts=('Bo',), scene='beach', year=2023)
+    """
+    mentioned = tuple(find_concepts(question, names))
+    if has_photo:
+        return Route("photo", "is_in" if mentioned and _IS_IN.search(question) else "open", mentioned)
+    intent = "last" if _LAST.search(question) else "count" if _COUNT.search(question) else "show"
+    scene = _SCENE.search(question)
+    year = _YEAR.search(question)
+    return Route(
+        "library", intent, mentioned, scene.group(1).lower() if scene else None, int(year.group(1)) if year else None
+    )
+
+
+def _text(c: Concept) -> prompts.ConceptText:
+    return prompts.ConceptText(c.name, c.category, c.coarse, c.detailed)
+
+
+class Asker:
+    def __init__(
+        self,
+        store: ConceptStore,
+        model: VisionModel | None,
+        embeddings: EmbeddingStore | None,
+        *,
+        max_checks: int = 10,
+    ):
+        self.store = store
+        self.model = model
+        self.emb = embeddings
+        self.max_checks = max_checks
+
+    def ask(self, question: str, *, photo: ImageRef | None = None, on_text: OnText | None = None) -> Answer:
+        concepts = {c.name: c for c in self.store.all()}
+        r = route(question, list(concepts), has_photo=photo is not None)
+        mentioned = [concepts[n] for n in r.concepts]
+        if r.target == "photo":
+            if self.model is None:
+                raise ValueError("questions about a photo need a model (rrg model add ...)")
+            return self._about_photo(question, photo, r, mentioned, on_text)
+        if not mentioned:
+            known = ", ".join(f"<{n}>" for n in concepts) or "none yet (rrg concept add)"
+            return Answer(f"I don't know who or what that is. Your concepts: {known}.", unsure=True)
+        return self._about_library(r, mentioned)
+
+    def _about_photo(self, question, photo, r: Route, mentioned: list[Concept], on_text) -> Answer:
+        if r.intent == "is_in":
+            lines, unsure = [], False
+            for c in mentioned:
+                msgs = prompts.recognition(photo, _text(c))
+                result = self.model.run(msgs, answers.recognition_script(reasoning=False))
+                rec = answers.parse_recognition(result)
+                why = tasks.explain(self.model, msgs, "Yes" if rec.answer else "No")
+                doubt = UNSURE[0] < rec.p_yes < UNSURE[1]
+                unsure |= doubt
+                verdict = ("probably " if doubt else "") + ("yes" if rec.answer else "no")
+                lines.append(f"<{c.name}>: {verdict} (P(yes) = {rec.p_yes:.2f}). {why}".strip())
+            return Answer("\n".join(lines), unsure=unsure, vlm_calls=2 * len(mentioned))
+        context = mentioned or self.store.all()[:5]
+        text = tasks.ask(self.model, photo, question, [_text(c) for c in context], on_text=on_text)
+        return Answer(text, vlm_calls=1)
+
+    def _about_library(self, r: Route, mentioned: list[Concept]) -> Answer:
+        per_concept = [{t.photo_id: t for t in self.store.tags(c)} for c in mentioned]
+        ids = set(per_concept[0]).intersection(*per_concept[1:])
+        rows: list[Tag] = sorted((per_concept[0][i] for i in ids), key=lambda t: (t.taken_at, t.photo_id))
+        if r.year:
+            rows = [t for t in rows if t.taken_at.startswith(str(r.year))]
+        names = " and ".join(f"<{c.name}>" for c in mentioned)
+        calls, cut_short = 0, False
+        if r.scene and rows:
+            if self.model is None or self.emb is None:
+                raise ValueError("checking a scene needs a model (rrg model add ...)")
+            kept = []
+            cut_short = len(rows) > self.max_checks
+            for t in sorted(rows, key=lambda t: -(t.score or 1.0))[: self.max_checks]:
+                image = self.emb.image(t.photo_id)
+                check = [
+                    Message.of("system", prompts.LISTENER_SYSTEM),
+                    Message.of(
+                        "user",
+                        image,
+                        f'Is this photo taken at the {r.scene}? Answer in JSON with the key "Answer" ("Yes" or "No").',
+                    ),
+                ]
+                calls += 1
+                rec = answers.parse_recognition(self.model.run(check, answers.recognition_script(reasoning=False)))
+                if rec.answer:
+                    kept.append(t)
+            rows = sorted(kept, key=lambda t: (t.taken_at, t.photo_id))
+        where = f" at the {r.scene}" if r.scene else ""
+        when = f" in {r.year}" if r.year else ""
+        unconfirmed = [t for t in rows if t.status != "confirmed"]
+        unsure = bool(unconfirmed) or cut_short
+        cites = [(t.photo_id, t.path) for t in rows]
+        if not rows:
+            return Answer(f"I found no photos of {names}{where}{when}.", unsure=True, vlm_calls=calls)
+        note = ""
+        if unconfirmed:
+            note += f" {len(unconfirmed)} of them are unconfirmed suggestions (rrg review)."
+        if cut_short:
+            note += f" I only checked the {self.max_checks} most likely photos for the {r.scene}."
+        if r.intent == "last":
+            t = rows[-1]
+            return Answer(
+                f"The last photo of {names}{where}{when} was taken on {t.taken_at[:10]} "
+                f"(photo {t.photo_id}: {t.path}).{note}",
+                [(t.photo_id, t.path)],
+                unsure,
+                calls,
+            )
+        if r.intent == "count":
+            return Answer(f"{len(rows)} photos of {names}{where}{when}.{note}", cites, unsure, calls)
+        listing = "\n".join(
+            f"  {t.photo_id:>6}  {t.taken_at[:10]}  {t.path}"
+            + (
+                ""
+                if t.status == "confirmed"
+                else f"  (suggested, {t.score:.2f})"
+                if t.score is not None
+                else "  (suggested)"
+            )
+            for t in rows
+        )
+        return Answer(f"{len(rows)} photos of {names}{where}{when}:{note}\n{listing}", cites, unsure, calls)

@@ -1,0 +1,213 @@
+"""Two-stage auto-tagging: cheap retrieval for every photo, one listener call only for the candidates.
+
+Stage 1 (`retrieve`, pure): the photo's embedding against each concept's positive photos (references and
+confirmed); a concept is a candidate when its best similarity clears the concept's stage-1 threshold,
+calibrated from its own references so that they would all pass (recall first). Stage 2, only for photos
+with candidates: one recognition call (P(Yes)) for a single candidate, or one identification call among
+the top-K with a "None" answer. A suggestion is stored when the stage-2 probability clears the concept's
+threshold (`calibrate`, pure, from the person's confirmations and rejections), with its reasoning.
+`Tagger.run()` works through the `tag` jobs, so an interrupted run resumes. VLM calls are counted: with
+N photos and C concepts, stage 2 costs at most one call per photo whatever C is (plus one short
+reasoning call per suggestion).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import sqlite_utils
+
+from rrg_local.concepts.embeddings import EmbeddingStore
+from rrg_local.concepts.store import Concept, ConceptStore
+from rrg_local.jobs import KIND_TAG, Jobs
+from rrg_local.vlm import prompts, tasks
+from rrg_local.vlm.protocol import VisionError, VisionModel
+
+
+@dataclass(frozen=True)
+class TagConfig:
+    top_k: int = 3
+    stage1_floor: float = 0.0  # never below this, whatever the calibration says
+    stage1_default: float = 0.9  # for a concept with one positive photo (nothing to calibrate from)
+    stage1_margin: float = 0.05
+    stage2_default: float = 0.5
+    reasoning: bool = True
+
+
+@dataclass(frozen=True)
+class Prototype:
+    concept: Concept
+    vectors: np.ndarray  # positives, one row each
+    threshold: float  # stage 1
+    positives: frozenset[int]
+
+
+@dataclass
+class TagReport:
+    photos: int = 0
+    stage1_candidates: int = 0  # photos that went to stage 2
+    stage2_calls: int = 0
+    reasoning_calls: int = 0
+    suggestions: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def vlm_calls(self) -> int:
+        return self.stage2_calls + self.reasoning_calls
+
+
+def stage1_threshold(vectors: np.ndarray, config: TagConfig) -> float:
+    """Low enough that every positive would find the others (leave-one-out), minus a margin (pure).
+
+    >>> v = np.array([[1.0, 0.0], [0.8, 0.6]])
+    >>> round(stage1_threshold(v, TagConfig(stage1_margin=0.05)), 2)
+    0.75
+    """
+    if len(vectors) < 2:
+        return config.stage1_default
+    sims = vectors @ vectors.T
+    np.fill_diagonal(sims, -np.inf)
+    loo = sims.max(axis=1).min()
+    return float(max(config.stage1_floor, min(config.stage1_default, loo - config.stage1_margin)))
+
+
+def retrieve(vector: np.ndarray, protos: Sequence[Prototype], k: int) -> list[tuple[Prototype, float]]:
+    """The top-k concepts whose best similarity clears their own threshold, best first (pure)."""
+    hits = []
+    for p in protos:
+        if len(p.vectors) == 0:
+            continue
+        best = float((p.vectors @ vector).max())
+        if best >= p.threshold:
+            hits.append((p, best))
+    hits.sort(key=lambda h: -h[1])
+    return hits[:k]
+
+
+def calibrate(confirmed: Sequence[float], rejected: Sequence[float], default: float) -> float:
+    """The stage-2 threshold that best separates a person's verdicts (balanced accuracy), else the default.
+
+    >>> calibrate([0.9, 0.8, 0.7], [0.2, 0.3], 0.5)
+    0.5
+    >>> calibrate([0.95, 0.9], [0.6, 0.7, 0.8], 0.5)
+    0.85
+    >>> calibrate([0.9], [0.1], 0.5)  # too few verdicts
+    0.5
+    """
+    if len(confirmed) < 2 or len(rejected) < 2:
+        return default
+    points = sorted(set(confirmed) | set(rejected))
+    cuts = [(a + b) / 2 for a, b in zip(points, points[1:], strict=False)] or [default]
+
+    def balanced(t: float) -> float:
+        tp = sum(s >= t for s in confirmed) / len(confirmed)
+        tn = sum(s < t for s in rejected) / len(rejected)
+        return (tp + tn) / 2
+
+    best = max(cuts, key=lambda t: (balanced(t), -abs(t - default)))
+    return round(best, 4)
+
+
+class Tagger:
+    def __init__(
+        self,
+        db: sqlite_utils.Database,
+        model: VisionModel,
+        embeddings: EmbeddingStore,
+        config: TagConfig = TagConfig(),
+    ):
+        self.db = db
+        self.model = model
+        self.emb = embeddings
+        self.store = ConceptStore(db)
+        self.config = config
+
+    def prototypes(self) -> list[Prototype]:
+        protos = []
+        for c in self.store.all():
+            pos = sorted(self.store.positives(c))
+            vectors = np.stack([self.emb.get(p) for p in pos]) if pos else np.zeros((0, 0), dtype=np.float32)
+            protos.append(Prototype(c, vectors, stage1_threshold(vectors, self.config), frozenset(pos)))
+        return protos
+
+    def tag_photo(self, photo_id: int, protos: Sequence[Prototype], report: TagReport) -> list[dict]:
+        vector = self.emb.get(photo_id)
+        known = {p.concept.id for p in protos if photo_id in p.positives} | {
+            r[0]
+            for r in self.db.execute(
+                "SELECT concept_id FROM tags WHERE photo_id = ? AND status != 'suggested'", [photo_id]
+            )
+        }
+        hits = [(p, s) for p, s in retrieve(vector, protos, self.config.top_k) if p.concept.id not in known]
+        if not hits:
+            return []
+        report.stage1_candidates += 1
+        image = self.emb.image(photo_id)
+        texts = [
+            prompts.ConceptText(p.concept.name, p.concept.category, p.concept.coarse, p.concept.detailed)
+            for p, _ in hits
+        ]
+        report.stage2_calls += 1
+        if len(hits) == 1:
+            rec = tasks.recognize(self.model, image, texts[0], reasoning=False)
+            picked, score = (0 if rec.answer else None), rec.p_yes
+            messages, answer = prompts.recognition(image, texts[0]), "Yes"
+        else:
+            ident = tasks.identify(self.model, image, texts, reasoning=False, caption=False, none_option=True)
+            labels = prompts.letters(len(hits))
+            picked = labels.index(ident.label) if ident.label in labels else None
+            score = ident.probs[ident.label]
+            messages, answer = prompts.identification(image, texts, none_option=True), ident.label
+        if picked is None:
+            return []
+        proto, sim = hits[picked]
+        threshold = proto.concept.threshold if proto.concept.threshold is not None else self.config.stage2_default
+        if score < threshold:
+            return []
+        reasoning = None
+        if self.config.reasoning:
+            report.reasoning_calls += 1
+            reasoning = tasks.explain(self.model, messages, answer)
+        report.suggestions += 1
+        return [
+            {
+                "concept_id": proto.concept.id,
+                "score": float(score),
+                "stage1": sim,
+                "reasoning": reasoning,
+                "version": proto.concept.version,
+            }
+        ]
+
+    def run(
+        self, *, batch: int = 16, limit: int | None = None, on_progress: Callable[[TagReport, int], None] | None = None
+    ) -> TagReport:
+        """Work through pending `tag` jobs; each photo's result is committed as soon as it is known."""
+        jobs = Jobs(self.db)
+        jobs.recover(KIND_TAG)
+        report = TagReport()
+        protos = self.prototypes()
+        remaining = self.db.execute(
+            "SELECT count(*) FROM jobs WHERE kind = ? AND state = 'pending'", [KIND_TAG]
+        ).fetchone()[0]
+        while (limit is None or report.photos < limit) and (claimed := jobs.claim(KIND_TAG, batch)):
+            for job in claimed:
+                if limit is not None and report.photos >= limit:
+                    jobs.recover(KIND_TAG)  # put back what this run will not do
+                    break
+                try:
+                    results = self.tag_photo(job.photo_id, protos, report) if protos else []
+                except (VisionError, OSError, KeyError) as exc:
+                    report.failed += 1
+                    report.errors.append(f"photo {job.photo_id}: {exc}")
+                    jobs.fail(job, str(exc))
+                    continue
+                self.store.write_tags(job.photo_id, results, model=self.model.info.name)
+                jobs.finish([job.id])  # commits the tags and the job together
+                report.photos += 1
+                if on_progress:
+                    on_progress(report, remaining)
+        return report
