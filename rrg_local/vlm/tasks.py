@@ -70,11 +70,22 @@ def identify(
     *,
     reasoning: bool = True,
     caption: bool = True,
+    none_option: bool = False,
 ) -> answers.Identification:
-    """Which of the candidates (A, B, C, ...) is in the photo, with the probability of each letter."""
-    labels = prompts.letters(len(candidates))
+    """Which of the candidates (A, B, C, ...; or "None") is in the photo, with the probability of each label."""
+    labels = prompts.letters(len(candidates)) + ((prompts.NONE,) if none_option else ())
     script = answers.identification_script(labels, reasoning=reasoning, caption=caption)
-    return answers.parse_identification(model.run(prompts.identification(image, candidates), script), labels)
+    msgs = prompts.identification(image, candidates, none_option=none_option)
+    return answers.parse_identification(model.run(msgs, script), labels)
+
+
+def explain(model: VisionModel, messages, answer: str, *, max_tokens: int = 48) -> str:
+    """The reasoning behind an answer already given: one more run that reuses the cached prompt."""
+    steps = [
+        Force(f'{{"Answer": "{answer}", "Reasoning": "'),
+        Generate(max_tokens=max_tokens, grammar=answers.STRING_BODY_GBNF, close='"'),
+    ]
+    return model.run(messages, steps).outputs[1].rstrip('"')
 
 
 def ask(

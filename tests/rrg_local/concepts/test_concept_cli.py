@@ -1,0 +1,93 @@
+"""`rrg concept/tag/tags/review/ask` in real subprocesses: real SQLite, the real tiny llama.cpp model."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from rrg_local.db import connect
+
+RRG = [sys.executable, "-m", "rrg_local.cli"]
+
+
+def rrg(*args, check=True, timeout=300):
+    out = subprocess.run([*RRG, *args], capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert out.returncode == 0, out.stderr
+    return out
+
+
+@pytest.fixture
+def with_model(tiny, rrg_home):
+    pair = tiny.pair("f16")
+    rrg("model", "add", "tiny", "--gguf", str(pair.text), "--mmproj", str(pair.mmproj))
+    return rrg_home
+
+
+def test_commands_that_need_a_model_say_how_to_get_one(library):
+    rrg("index", str(library))
+    out = rrg("concept", "add", "Bo", "--category", "dog", str(library / "refs/bo0.jpg"), check=False)
+    assert out.returncode == 1 and "rrg model add NAME" in out.stderr
+    # Without the model a concept can still be created; library questions still work.
+    rrg("concept", "add", "Bo", "--category", "dog", "--no-describe", str(library / "refs/bo0.jpg"))
+    assert "1 photos of <Bo>" in rrg("ask", "Show me photos of bo").stdout
+
+
+def test_teach_tag_review_ask_remove(library, with_model):
+    rrg("index", str(library))
+    refs = [str(library / f"refs/bo{i}.jpg") for i in range(3)]
+    added = rrg("concept", "add", "Bo", "--category", "dog", *refs)
+    assert "added <Bo> (dog) with 3 reference photos" in added.stdout and "detailed: " in added.stdout
+    shown = rrg("concept", "show", "bo").stdout
+    assert "candidate descriptions (mean reference-game reward):" in shown and shown.count("  * ") == 1
+    tagged = rrg("tag").stdout
+    assert tagged.startswith("tagged 13 photos")
+    listing = rrg("tags", "Bo").stdout.splitlines()
+    assert sum("confirmed" in line for line in listing) == 3
+    other = rrg("photos", "--folder", str(library / "others")).stdout.split()[0]
+    copy = rrg("photos", "--folder", str(library / "copies")).stdout.split()[0]
+    rrg("review", "Bo", "--confirm", copy, "--reject", other)
+    shown = rrg("concept", "show", "Bo").stdout
+    assert f"confirmed: {copy}" in shown and f"negative: {other}" in shown
+    asked = rrg("ask", "Show me photos of <BO>").stdout
+    assert asked.startswith("4 photos of <Bo>") or "unconfirmed" in asked  # 3 refs + the confirmed copy (+ any)
+    assert any(line.split()[0] == copy for line in asked.splitlines()[1:])
+    answer = rrg("ask", "Is Bo in this photo?", "--photo", str(library / "copies/bo1-again.jpg")).stdout
+    assert answer.startswith("<Bo>: ") and "P(yes) = " in answer
+    before = rrg("status").stdout
+    rrg("concept", "rm", "Bo", "--yes")
+    assert (
+        rrg("concept", "list").stdout == "" and rrg("status").stdout.split("pending")[0] == before.split("pending")[0]
+    )
+
+
+def test_rrg_tag_killed_midway_resumes(tmp_path, with_model):
+    from tests.conftest import write_jpeg
+
+    lib = tmp_path / "big"
+    for i in range(160):
+        write_jpeg(lib / f"{i:04d}.jpg", 1000 + i, size=(320, 240))
+    rrg("index", str(lib))
+    rrg("concept", "add", "Bo", "--category", "dog", "--no-describe", str(lib / "0000.jpg"), str(lib / "0001.jpg"))
+    db_file = with_model / "library.db"
+    proc = subprocess.Popen([*RRG, "tag"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def done():
+        conn = connect(db_file, readonly=True)
+        n = conn.execute("SELECT count(*) FROM jobs WHERE kind = 'tag' AND state = 'done'").fetchone()[0]
+        conn.close()
+        return n
+
+    deadline = time.monotonic() + 120
+    while done() == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "tagging finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = done()
+    assert 0 < partial < 160
+    out = rrg("tag").stdout
+    assert out.startswith(f"tagged {160 - partial} photos")
+    assert done() == 160

@@ -1,0 +1,157 @@
+"""Concepts end to end on real SQLite and the real (tiny) llama.cpp model."""
+
+import pytest
+
+from rrg_local.concepts.ask import Asker
+from rrg_local.concepts.describe import DescribeConfig, hard_negatives, write_description
+from rrg_local.concepts.store import ConceptError
+from rrg_local.concepts.tagging import TagConfig, Tagger
+from rrg_local.jobs import Jobs
+
+
+def test_store_names_and_removal_keep_photos(db, indexed, stores):
+    store, _ = stores
+    bo = store.add("<Bo>", "dog")
+    with pytest.raises(ConceptError, match="already exists"):
+        store.add("bo", "dog")
+    store.add_photos(bo, [indexed("refs/bo0.jpg")])
+    assert store.get("BO").id == bo.id and store.get("<bo>").name == "Bo"
+    bo = store.rename(bo, "Bobo")
+    assert store.find("bo") is None and store.get("bobo").id == bo.id
+    with pytest.raises(ConceptError, match="at most 5"):
+        store.add_photos(bo, range(1, 8))
+    photos = db.execute("SELECT count(*) FROM photos").fetchone()[0]
+    store.remove(bo)
+    assert store.all() == [] and db.execute("SELECT count(*) FROM photos").fetchone()[0] == photos
+    assert db.execute("SELECT count(*) FROM tags").fetchone()[0] == 0
+
+
+def test_editing_a_concept_bumps_its_version_and_queues_the_library(db, indexed, stores):
+    store, _ = stores
+    bo = store.add("Bo", "dog")
+    jobs = Jobs(db)
+    for job in jobs.claim("tag", 100):
+        jobs.finish([job.id])
+    bo2 = store.set_description(bo, "A photo of a dog", "The dog has a patch.")
+    assert bo2.version == bo.version + 1 and bo2.description_source == "user"
+    assert jobs.counts()["tag"]["pending"] == db.execute("SELECT count(*) FROM photos").fetchone()[0]
+
+
+def test_description_is_chosen_by_the_reference_game(db, indexed, stores, model):
+    store, emb = stores
+    mug = store.add_photos(store.add("Mug", "dog"), [indexed("refs/mug0.jpg"), indexed("refs/mug1.jpg")])
+    bo = store.add_photos(store.add("Bo", "dog"), [indexed(f"refs/bo{i}.jpg") for i in range(3)])
+    negs = hard_negatives(store, emb, bo, indexed("refs/bo0.jpg"), 2)
+    assert set(negs) == store.positives(mug)  # other concepts of the same category first
+    bo = write_description(model, store, emb, bo, DescribeConfig(samples_per_photo=2, negatives=2))
+    cands = store.candidates(bo)
+    assert len(cands) >= 3 and sum(c["chosen"] for c in cands) == 1
+    for c in cands:
+        assert 0.0 <= c["score"] <= 1.0 and len(c["games"]) == 2  # judged on the 2 photos it was not written from
+        for g in c["games"]:
+            assert g["pool"][0] == g["target"] and len(g["probs"]) == 3
+    best = max(cands, key=lambda c: c["score"])
+    chosen = next(c for c in cands if c["chosen"])
+    assert chosen["score"] == best["score"]
+    assert (bo.coarse, bo.detailed) == (chosen["coarse"], chosen["detailed"]) and bo.description_source == "speaker"
+
+
+def test_single_reference_falls_back_to_one_description(db, indexed, stores, model):
+    store, emb = stores
+    bo = store.add_photos(store.add("Bo", "dog"), [indexed("refs/bo0.jpg")])
+    bo = write_description(model, store, emb, bo)
+    (only,) = store.candidates(bo)
+    assert only["chosen"] and only["score"] is None
+
+
+def test_two_stage_tagging_writes_suggestions_and_stays_under_one_call_per_photo(db, indexed, stores, model):
+    store, emb = stores
+    bo = store.add_photos(store.add("Bo", "dog"), [indexed(f"refs/bo{i}.jpg") for i in range(3)])
+    store.add_photos(store.add("Mug", "mug"), [indexed("refs/mug0.jpg"), indexed("refs/mug1.jpg")])
+    emb.run_jobs()
+    tagger = Tagger(db, model, emb, TagConfig(stage2_default=0.0))  # keep every stage-2 pick: test the plumbing
+    protos = {p.concept.name: p for p in tagger.prototypes()}
+    report = tagger.run()
+    n = db.execute("SELECT count(*) FROM photos").fetchone()[0]
+    assert report.photos == n and report.failed == 0
+    assert report.stage2_calls == report.stage1_candidates <= n
+    assert report.reasoning_calls == report.suggestions
+    # The re-encoded copies of Bo's references are near-identical: stage 1 must find Bo for them.
+    for rel in ("copies/bo0-again.jpg", "copies/bo1-again.jpg"):
+        sims = float((protos["Bo"].vectors @ emb.get(indexed(rel))).max())
+        assert sims >= protos["Bo"].threshold
+    suggested = store.tags(statuses=("suggested",))
+    assert len(suggested) == report.suggestions
+    for t in suggested:
+        assert t.score is not None and t.stage1 is not None and isinstance(t.reasoning, str)
+    # References are confirmed tags, never suggestions.
+    assert {t.photo_id for t in store.tags(bo, statuses=("confirmed",))} == store.photos(bo, "reference")
+
+
+def test_review_turns_verdicts_into_references_and_negatives(db, indexed, stores):
+    store, _ = stores
+    bo = store.add_photos(store.add("Bo", "dog"), [indexed("refs/bo0.jpg")])
+    yes, no = indexed("copies/bo0-again.jpg"), indexed("others/o1.jpg")
+    store.write_tags(yes, [{"concept_id": bo.id, "score": 0.8, "stage1": 0.9, "version": 1}], model="m")
+    store.write_tags(no, [{"concept_id": bo.id, "score": 0.6, "stage1": 0.8, "version": 1}], model="m")
+    store.review(yes, bo, True)
+    store.review(no, bo, False)
+    assert store.photos(bo, "confirmed") == {yes} and store.photos(bo, "negative") == {no}
+    assert yes in store.positives(bo)
+    assert store.verdicts(bo) == ([0.8], [0.6])
+    # A later machine pass never overwrites a person's verdict.
+    store.write_tags(no, [{"concept_id": bo.id, "score": 0.99, "stage1": 0.9, "version": 2}], model="m")
+    assert [t.status for t in store.tags(bo, statuses=("rejected",))] == ["rejected"]
+
+
+def test_tagging_resumes_where_it_stopped(db, indexed, stores, model):
+    store, emb = stores
+    store.add_photos(store.add("Bo", "dog"), [indexed(f"refs/bo{i}.jpg") for i in range(3)])
+    first = Tagger(db, model, emb).run(limit=4)
+    assert first.photos == 4
+    rest = Tagger(db, model, emb).run()
+    n = db.execute("SELECT count(*) FROM photos").fetchone()[0]
+    assert first.photos + rest.photos == n
+    assert Jobs(db).counts()["tag"] == {"done": n}
+
+
+def test_library_questions_cite_tagged_photos(db, indexed, stores, model):
+    store, emb = stores
+    bo = store.add_photos(store.add("Bo", "dog"), [indexed("refs/bo0.jpg"), indexed("refs/bo2.jpg")])
+    gm = store.add_photos(store.add("grandma", "person"), [indexed("refs/bo2.jpg")])
+    store.write_tags(
+        indexed("copies/bo1-again.jpg"), [{"concept_id": bo.id, "score": 0.7, "stage1": 0.9, "version": 1}], model="m"
+    )
+    asker = Asker(store, model, emb)
+    shown = asker.ask("Show me photos of <bo>")
+    assert [pid for pid, _ in shown.citations] == [
+        indexed("refs/bo0.jpg"),
+        indexed("refs/bo2.jpg"),
+        indexed("copies/bo1-again.jpg"),
+    ]
+    assert shown.unsure and "1 of them are unconfirmed" in shown.text
+    last = asker.ask("When did I last see Bo?")
+    assert last.citations == [(indexed("copies/bo1-again.jpg"), shown.citations[-1][1])] and "2023-06-01" in last.text
+    together = asker.ask("Photos of Bo and Grandma together")
+    assert [pid for pid, _ in together.citations] == [indexed("refs/bo2.jpg")] and not together.unsure
+    assert asker.ask("How many photos of bo in 2023?").text.startswith("3 photos of <Bo> in 2023")
+    beach = asker.ask("Show me Bo at the beach")
+    assert beach.vlm_calls == 3  # one check per tagged photo, bounded by max_checks
+    assert Asker(store, model, emb, max_checks=1).ask("Show me Bo at the beach").vlm_calls == 1
+    unknown = asker.ask("Show me Rex")
+    assert unknown.unsure and "<Bo>" in unknown.text
+    del gm
+
+
+def test_photo_questions_use_the_listener(indexed, stores, model, library):
+    from rrg_local.vlm.protocol import ImageRef
+
+    store, emb = stores
+    bo = store.add_photos(store.add("Bo", "dog"), [indexed("refs/bo0.jpg")])
+    store.set_description(bo, "A photo of a dog", "The dog has a white patch.")
+    asker = Asker(store, model, emb)
+    ans = asker.ask("Is <Bo> in this photo?", photo=ImageRef(library / "copies/bo0-again.jpg"))
+    assert ans.text.startswith("<Bo>: ") and "P(yes) = " in ans.text and ans.vlm_calls == 2
+    pieces = []
+    open_ans = asker.ask("What is Bo doing?", photo=ImageRef(library / "others/o1.jpg"), on_text=pieces.append)
+    assert open_ans.vlm_calls == 1 and "".join(pieces).strip() == open_ans.text
