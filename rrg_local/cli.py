@@ -128,9 +128,10 @@ def index(ctx: Context, paths: tuple[str, ...]) -> None:
 @click.argument("paths", nargs=-1, type=click.Path(path_type=str))
 @click.option("--debounce", type=float, default=None, help="Seconds a file must be quiet before indexing.")
 @click.option("--rescan", type=float, default=None, help="Seconds between full rescans (0: never).")
+@click.option("--tag", "auto_tag", is_flag=True, help="Also auto-tag new photos as they arrive (needs a model).")
 @pass_ctx
-def watch(ctx: Context, paths: tuple[str, ...], debounce: float | None, rescan: float | None) -> None:
-    """Scan, then follow changes in the folders until interrupted (Ctrl-C)."""
+def watch(ctx: Context, paths: tuple[str, ...], debounce: float | None, rescan: float | None, auto_tag: bool) -> None:
+    """Scan, then follow changes in the folders until interrupted (Ctrl-C). New photos are queued for tagging."""
     from rrg_local.library.scan import Scanner
     from rrg_local.library.watch import Watcher
 
@@ -140,10 +141,15 @@ def watch(ctx: Context, paths: tuple[str, ...], debounce: float | None, rescan: 
             _fail(f"library folder not available: {root}")
     db = ctx.open_db()
     settings = ctx.settings
+    tagger = _watch_tagger(ctx, db) if auto_tag else None
 
     def on_report(what: str, report) -> None:
         if what in ("scan", "rescan") or report.new_photos or report.new_paths or report.missing or report.errors:
             click.echo(f"[{what}] {_summary(report, settings)}", err=False)
+        if tagger is not None and (report.new_photos or what == "scan"):
+            tagged = tagger()
+            if tagged.photos:
+                click.echo(f"[tag] {tagged.photos} photos tagged, {tagged.suggestions} suggestions")
 
     scanner = Scanner(db, settings, on_error=_print_error)
     watcher = Watcher(
@@ -161,6 +167,25 @@ def watch(ctx: Context, paths: tuple[str, ...], debounce: float | None, rescan: 
     except KeyboardInterrupt:
         pass
     click.echo("stopped", err=True)
+
+
+def _watch_tagger(ctx: Context, db):
+    """A callable that tags what is pending, on the watcher's own database connection."""
+    from rrg_local.concepts.embeddings import EmbeddingStore, VLMEmbedder
+    from rrg_local.concepts.tagging import Tagger
+    from rrg_local.vlm.registry import RegistryError, open_model
+
+    try:
+        model = open_model(ctx.settings)
+    except RegistryError as exc:
+        _fail(str(exc))
+    emb = EmbeddingStore(db, VLMEmbedder(model), ctx.settings.thumbs_dir)
+
+    def run():
+        emb.run_jobs()
+        return Tagger(db, model, emb).run()
+
+    return run
 
 
 @main.command()

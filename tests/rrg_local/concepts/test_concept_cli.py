@@ -91,3 +91,39 @@ def test_rrg_tag_killed_midway_resumes(tmp_path, with_model):
     out = rrg("tag").stdout
     assert out.startswith(f"tagged {160 - partial} photos")
     assert done() == 160
+
+
+def test_watch_tags_new_photos_as_they_arrive(library, with_model, tmp_path):
+    from tests.conftest import write_jpeg
+
+    rrg("index", str(library))
+    rrg("concept", "add", "Bo", "--category", "dog", "--no-describe", str(library / "refs/bo0.jpg"))
+    proc = subprocess.Popen(
+        [*RRG, "watch", str(library), "--debounce", "0.2", "--tag"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    db_file = with_model / "library.db"
+
+    def pending():
+        conn = connect(db_file, readonly=True)
+        n = conn.execute("SELECT count(*) FROM jobs WHERE kind = 'tag' AND state != 'done'").fetchone()[0]
+        total = conn.execute("SELECT count(*) FROM jobs WHERE kind = 'tag'").fetchone()[0]
+        conn.close()
+        return n, total
+
+    try:
+        deadline = time.monotonic() + 60
+        while pending() != (0, 13) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert pending() == (0, 13)  # the initial scan's backlog was tagged
+        write_jpeg(library / "new" / "arrived.jpg", 4242)
+        while pending() != (0, 14) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert pending() == (0, 14)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "[tag] 1 photos tagged" in out

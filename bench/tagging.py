@@ -1,0 +1,171 @@
+"""Benchmark of auto-tagging cost: VLM calls against the naive N x C, stage-1 recall, projected CPU hours.
+
+Run: `.venv/bin/python bench/tagging.py [--photos 200]`. For C = 1, 5 and 20 concepts it generates a
+library (each concept: 3 reference photos and 4 more photos of it, as re-framed, re-lit, re-encoded
+variants; the rest unrelated), indexes it, teaches the concepts, runs the tagger with the tiny model, and
+prints stage-1 and stage-2 call counts, photos/s, stage-1 recall (the share of a concept's photos for
+which stage 1 hands the concept to stage 2) and our VLM calls as a ratio of the naive N x C.
+
+It then projects the CPU hours for 10,000 photos and 20 concepts at real (2B) size from per-call costs
+measured by `bench/runtime.py --size 2b` (pass yours with --encode-s/--prefill-s/--embed-onnx-s):
+naive = N x C recognition calls, each encoding the photo; ours = N stage-1 embeddings + the measured
+share of photos that reach stage 2, each one call whose photo is already encoded (VLM embedder) or
+encoded once (dedicated ONNX embedder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import random
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from PIL import Image, ImageEnhance
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def variant(img: Image.Image, rng: random.Random) -> Image.Image:
+    """The same subject photographed again: shifted, scaled, re-lit."""
+    w, h = img.size
+    dx, dy, s = rng.randint(-8, 8), rng.randint(-6, 6), rng.uniform(0.92, 1.0)
+    out = img.transform(img.size, Image.Transform.AFFINE, (s, 0, dx, 0, s, dy), resample=Image.Resampling.BILINEAR)
+    return ImageEnhance.Brightness(out).enhance(rng.uniform(0.85, 1.15)).resize((w, h))
+
+
+def make_library(dest: Path, n_photos: int, n_concepts: int, seed: int = 0):
+    from tests.conftest import draw_photo
+
+    rng = random.Random(seed)
+    truth: dict[str, int] = {}  # relpath -> concept index (positives only)
+    refs: dict[int, list[str]] = {}
+    count = 0
+
+    def save(rel: str, img: Image.Image) -> None:
+        nonlocal count
+        path = dest / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=rng.randint(70, 92))
+        path.write_bytes(buf.getvalue())
+        count += 1
+
+    for c in range(n_concepts):
+        base = draw_photo(10_000 + c, (320, 240))
+        refs[c] = []
+        for i in range(3):
+            rel = f"c{c:02d}/ref{i}.jpg"
+            save(rel, variant(base, rng))
+            refs[c].append(rel)
+        for i in range(4):
+            rel = f"c{c:02d}/photo{i}.jpg"
+            save(rel, variant(base, rng))
+            truth[rel] = c
+    i = 0
+    while count < n_photos:
+        save(f"other/{i:05d}.jpg", draw_photo(50_000 + i, (320, 240)))
+        i += 1
+    return refs, truth
+
+
+def run(n_photos: int, n_concepts: int, model, settings_home: Path) -> dict:
+    from rrg_local.concepts.embeddings import EmbeddingStore, VLMEmbedder
+    from rrg_local.concepts.store import ConceptStore
+    from rrg_local.concepts.tagging import Tagger, retrieve
+    from rrg_local.config import Settings
+    from rrg_local.db import open_db
+    from rrg_local.library.scan import Scanner
+
+    settings = replace(Settings(home=settings_home), scan_workers=2)
+    lib = settings_home / "lib"
+    refs, truth = make_library(lib, n_photos, n_concepts)
+    db = open_db(settings.db_path)
+    Scanner(db, settings).scan([lib])
+    pid = {r[1][len(str(lib)) + 1 :]: r[0] for r in db.execute("SELECT photo_id, path FROM paths")}
+    store = ConceptStore(db)
+    emb = EmbeddingStore(db, VLMEmbedder(model), settings.thumbs_dir)
+    for c, rels in refs.items():
+        concept = store.add(f"concept{c}", "thing")
+        store.add_photos(concept, [pid[r] for r in rels])
+    t = time.perf_counter()
+    emb.run_jobs()
+    tagger = Tagger(db, model, emb)
+    report = tagger.run()
+    seconds = time.perf_counter() - t
+    protos = tagger.prototypes()
+    names = {p.concept.name: p for p in protos}
+    found = sum(
+        any(p.concept.name == f"concept{c}" for p, _ in retrieve(emb.get(pid[rel]), protos, tagger.config.top_k))
+        for rel, c in truth.items()
+    )
+    del names
+    db.close()
+    return {
+        "photos": report.photos,
+        "stage2": report.stage2_calls,
+        "reasoning": report.reasoning_calls,
+        "vlm_calls": report.vlm_calls,
+        "per_s": report.photos / seconds,
+        "recall": found / len(truth),
+        "share_stage2": report.stage1_candidates / report.photos,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--photos", type=int, default=200)
+    ap.add_argument("--encode-s", type=float, default=None, help="2B: seconds to encode one photo (vision tower)")
+    ap.add_argument("--prefill-s", type=float, default=None, help="2B: seconds for one call's prompt, photo cached")
+    ap.add_argument("--embed-onnx-s", type=float, default=None, help="seconds per photo, dedicated ONNX embedder")
+    args = ap.parse_args()
+
+    from rrg_local.vlm.llama import LlamaConfig, LlamaVisionModel, route_logs
+    from trainer.tiny import tiny_gguf
+
+    route_logs()
+    pair = tiny_gguf().pair("f16")
+    rows = []
+    for c in (1, 5, 20):
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            LlamaVisionModel(
+                LlamaConfig(model=pair.text, mmproj=pair.mmproj, n_threads=2, image_max_tokens=64)
+            ) as model,
+        ):
+            r = run(args.photos, c, model, Path(tmp))
+        naive = r["photos"] * c
+        rows.append((c, r, naive))
+
+    print(f"tiny model, {args.photos} photos per library\n")
+    head = (
+        f"{'C':>3} {'photos':>6} {'stage-2':>7} {'reason':>6} {'VLM calls':>9} {'naive NxC':>9} {'ours/naive':>10} "
+        f"{'calls/photo':>11} {'stage-1 recall':>14} {'photos/s':>8}"
+    )
+    print(head)
+    for c, r, naive in rows:
+        print(
+            f"{c:>3} {r['photos']:>6} {r['stage2']:>7} {r['reasoning']:>6} {r['vlm_calls']:>9} {naive:>9} "
+            f"{r['vlm_calls'] / naive:>10.3f} {r['vlm_calls'] / r['photos']:>11.2f} {r['recall']:>14.2f} "
+            f"{r['per_s']:>8.1f}"
+        )
+
+    if args.encode_s and args.prefill_s:
+        n, c = 10_000, 20
+        share = rows[-1][1]["share_stage2"]
+        naive_h = n * c * (args.encode_s + args.prefill_s) / 3600
+        vlm_h = (n * args.encode_s + n * share * args.prefill_s) / 3600
+        print(f"\nprojection, {n} photos x {c} concepts at 2B size (share reaching stage 2: {share:.2f}):")
+        print(f"  naive (N x C recognition calls):        {naive_h:10.1f} CPU h   1.00")
+        print(f"  ours, VLM embedder for stage 1:          {vlm_h:10.1f} CPU h   {naive_h / vlm_h:.0f}x less")
+        if args.embed_onnx_s:
+            onnx_h = (n * args.embed_onnx_s + n * share * (args.encode_s + args.prefill_s)) / 3600
+            print(f"  ours, dedicated ONNX embedder:           {onnx_h:10.1f} CPU h   {naive_h / onnx_h:.0f}x less")
+
+
+if __name__ == "__main__":
+    main()
