@@ -171,15 +171,16 @@ def watch(ctx: Context, paths: tuple[str, ...], debounce: float | None, rescan: 
 
 def _watch_tagger(ctx: Context, db):
     """A callable that tags what is pending, on the watcher's own database connection."""
-    from rrg_local.concepts.embeddings import EmbeddingStore, VLMEmbedder
+    from rrg_local.concepts.embeddings import EmbeddingStore, make_embedder
     from rrg_local.concepts.tagging import Tagger
+    from rrg_local.vlm.protocol import VisionError
     from rrg_local.vlm.registry import RegistryError, open_model
 
     try:
         model = open_model(ctx.settings)
-    except RegistryError as exc:
+        emb = EmbeddingStore(db, make_embedder(ctx.settings, model), ctx.settings.thumbs_dir)
+    except (RegistryError, VisionError) as exc:
         _fail(str(exc))
-    emb = EmbeddingStore(db, VLMEmbedder(model), ctx.settings.thumbs_dir)
 
     def run():
         emb.run_jobs()

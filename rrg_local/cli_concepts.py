@@ -25,11 +25,17 @@ def _model(ctx: Context):
 
 
 def _stores(ctx: Context, model=None):
-    from rrg_local.concepts.embeddings import EmbeddingStore, VLMEmbedder
+    from rrg_local.concepts.embeddings import EmbeddingStore, make_embedder
     from rrg_local.concepts.store import ConceptStore
+    from rrg_local.vlm.protocol import VisionError
 
     db = ctx.open_db()
-    emb = EmbeddingStore(db, VLMEmbedder(model), ctx.settings.thumbs_dir) if model is not None else None
+    emb = None
+    if model is not None:
+        try:
+            emb = EmbeddingStore(db, make_embedder(ctx.settings, model), ctx.settings.thumbs_dir)
+        except VisionError as exc:
+            _fail(str(exc))
     return db, ConceptStore(db), emb
 
 

@@ -39,6 +39,9 @@ class Settings:
     rescan_interval_s: float = 900.0
     # Worker threads for decoding; 0 means one per free core.
     scan_workers: int = 0
+    # Stage-1 retrieval embedder: a folder made by `rrg-train export-embedder` (ONNX CLIP/SigLIP);
+    # empty: the model's own vision tower.
+    embedder: str = ""
     notices: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -84,6 +87,9 @@ def _coerce(raw: dict, home: Path) -> tuple[Settings, list[str]]:
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                     raise TypeError("expected a list of paths")
                 value = tuple(Path(v).expanduser().absolute() for v in value)
+            elif isinstance(default, str):
+                if not isinstance(value, str):
+                    raise TypeError(f"expected text, got {type(value).__name__}")
             elif isinstance(default, bool) or not isinstance(value, int | float) or isinstance(value, bool):
                 raise TypeError(f"expected a number, got {type(value).__name__}")
             else:

@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 
 from rrg_local.config import Settings, load_settings
 from rrg_local.db import open_db
+from rrg_local.vlm.llama import LlamaConfig, LlamaVisionModel
 
 
 @pytest.fixture(autouse=True)
@@ -103,3 +104,32 @@ def tree_checksums(root: Path) -> dict[str, tuple[str, int]]:
             else:
                 out[os.fsdecode(p)] = ("dir", st.st_mode)
     return out
+
+
+# ---- the tiny Qwen2-VL the project builds and converts itself (cached outside the repo) ---------
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    from trainer.tiny import tiny_gguf
+
+    return tiny_gguf()
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tiny) -> LlamaConfig:
+    pair = tiny.pair("f16")
+    return LlamaConfig(model=pair.text, mmproj=pair.mmproj, n_ctx=2048, n_threads=1, image_max_tokens=None)
+
+
+@pytest.fixture
+def model(tiny_config):
+    with LlamaVisionModel(tiny_config) as m:
+        yield m
+
+
+@pytest.fixture
+def plain(tiny_config):
+    """The same model on the plain path: no KV reuse, every image encoded again."""
+    with LlamaVisionModel(tiny_config, cache=False) as m:
+        yield m

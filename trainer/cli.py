@@ -54,5 +54,29 @@ def tiny_cmd(out: Path | None, quant: tuple[str, ...]) -> None:
         click.echo(f"copied\t{out}")
 
 
+@main.command("export-embedder")
+@click.argument("hf_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+def export_embedder_cmd(hf_dir: Path, out_dir: Path) -> None:
+    """Export a local CLIP/SigLIP checkpoint's vision tower to ONNX for `rrg` (set `embedder` to OUT_DIR)."""
+    from trainer.tiny_clip import export_hf
+
+    try:
+        result = export_hf(hf_dir, out_dir)
+    except Exception as exc:  # the CLI is where library errors become one line and an exit code
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"exported {result}")
+    click.echo(f'use it: add  embedder = "{out_dir.absolute()}"  to config.toml in your rrg data folder')
+
+
+@main.command("tiny-clip")
+@click.option("--size", type=click.Choice(["tiny", "siglip", "b16"]), default="tiny", show_default=True)
+def tiny_clip_cmd(size: str) -> None:
+    """Build (or reuse from the cache) a random CLIP-class ONNX embedder and print its folder."""
+    from trainer.tiny_clip import SIZES, tiny_clip
+
+    click.echo(tiny_clip(SIZES[size]))
+
+
 if __name__ == "__main__":
     main()

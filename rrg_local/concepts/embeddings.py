@@ -35,6 +35,17 @@ class VLMEmbedder:
         return self.model.embed_image(image)
 
 
+def make_embedder(settings, model: VisionModel | None) -> Embedder:
+    """The configured stage-1 embedder: an exported ONNX model if `settings.embedder` names one, else the VLM's."""
+    if settings.embedder:
+        from rrg_local.concepts.onnx_embedder import OnnxEmbedder
+
+        return OnnxEmbedder(Path(settings.embedder).expanduser())
+    if model is None:
+        raise ValueError("no embedder: configure `embedder` or add a model (rrg model add ...)")
+    return VLMEmbedder(model)
+
+
 def pack(vector: np.ndarray) -> bytes:
     return np.asarray(vector, dtype=np.float32).tobytes()
 

@@ -13,8 +13,6 @@ from rrg_local.concepts.store import ConceptStore
 from rrg_local.library.scan import Scanner
 from tests.conftest import draw_photo, exif_bytes
 
-pytest_plugins = ["tests.rrg_local.vlm.conftest"]
-
 
 def save(path, img, taken, quality=90):
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -127,3 +127,29 @@ def test_watch_tags_new_photos_as_they_arrive(library, with_model, tmp_path):
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "[tag] 1 photos tagged" in out
+
+
+def test_a_configured_onnx_embedder_does_stage_1(library, with_model):
+    from trainer.tiny_clip import tiny_clip
+
+    onnx_dir = tiny_clip()
+    (with_model / "config.toml").write_text(f'embedder = "{onnx_dir}"\n')
+    rrg("index", str(library))
+    rrg(
+        "concept",
+        "add",
+        "Bo",
+        "--category",
+        "dog",
+        "--no-describe",
+        str(library / "refs/bo0.jpg"),
+        str(library / "refs/bo1.jpg"),
+    )
+    assert rrg("tag").stdout.startswith("tagged 13 photos")
+    conn = connect(with_model / "library.db", readonly=True)
+    names = {r[0] for r in conn.execute("SELECT DISTINCT embedder FROM embeddings")}
+    conn.close()
+    assert len(names) == 1 and next(iter(names)).startswith("onnx:")
+    (with_model / "config.toml").write_text('embedder = "/nowhere"\n')
+    bad = rrg("tag", check=False)
+    assert bad.returncode == 1 and bad.stderr.startswith("error: ") and "/nowhere" in bad.stderr
