@@ -151,7 +151,7 @@ class LlamaVisionModel:
         self._llm = None
         self._mctx = None
         self._batch = None
-        self._items: list[tuple] = []  # what the KV cache holds: ("t", token, pos) / ("i", key, pos, n_pos)
+        self._items: list[tuple] = []  # the KV cache: ("t", token, pos) / ("i", key, pos, n_pos, n_tokens)
         self._n_past = 0
         self._embeds: OrderedDict[str, np.ndarray] = OrderedDict()
         self._embed_bytes = 0
@@ -389,7 +389,7 @@ class LlamaVisionModel:
                 keep += 1
             keep = min(keep, len(target) - 1)  # the last token is always evaluated: we need its logits
         self._truncate(keep)
-        self.stats.tokens_reused += sum(1 if it[0] == "t" else it[3] for it in self._items)
+        self.stats.tokens_reused += sum(1 if it[0] == "t" else it[4] for it in self._items)
         pending: list[int] = []
         for item in target[keep:]:
             if item[0] == "t":
@@ -463,7 +463,7 @@ class LlamaVisionModel:
         )
         if rc != 0:
             raise ModelError(f"decoding the image failed ({rc})")
-        self._items.append(("i", seg.key, self._n_past, new_past.value - self._n_past))
+        self._items.append(("i", seg.key, self._n_past, new_past.value - self._n_past, seg.n_tokens))
         self._n_past = new_past.value
         self.stats.tokens_evaluated += seg.n_tokens
 

@@ -169,3 +169,14 @@ def test_image_max_tokens_caps_the_encoder(tiny_config):
             m.embed_image(big)
             costs[cap] = m.stats.image_tokens_encoded
     assert costs[16] <= 16 < costs[None]
+
+
+def test_reuse_is_counted_in_tokens(model):
+    image = photo(13)
+    tasks.recognize(model, image, BO, reasoning=False)
+    first = model.stats.tokens_evaluated
+    tasks.recognize(model, image, MUG, reasoning=False)
+    # The second call reused the system prompt and the photo's 16 image tokens, and evaluated the rest.
+    reused = model.stats.tokens_reused
+    assert reused >= 16 + len(model.tokenize(prompts.LISTENER_SYSTEM))
+    assert reused + (model.stats.tokens_evaluated - first) >= first
