@@ -7,10 +7,10 @@ prints stage-1 and stage-2 call counts, photos/s, stage-1 recall (the share of a
 which stage 1 hands the concept to stage 2) and our VLM calls as a ratio of the naive N x C.
 
 It then projects the CPU hours for 10,000 photos and 20 concepts at real (2B) size from per-call costs
-measured by `bench/runtime.py --size 2b` (pass yours with --encode-s/--prefill-s/--embed-onnx-s):
-naive = N x C recognition calls, each encoding the photo; ours = N stage-1 embeddings + the measured
-share of photos that reach stage 2, each one call whose photo is already encoded (VLM embedder) or
-encoded once (dedicated ONNX embedder).
+measured by `bench/runtime.py --size 2b` and `bench/embedders.py` (pass them as --naive-call-s,
+--encode-s, --prefill-s, --embed-onnx-s): naive = N x C plain recognition calls; ours = N stage-1
+embeddings + the measured share of photos that reach stage 2, each one call whose thumbnail is already
+encoded (VLM embedder) or encoded then (dedicated ONNX embedder).
 """
 
 from __future__ import annotations
@@ -73,10 +73,10 @@ def make_library(dest: Path, n_photos: int, n_concepts: int, seed: int = 0):
     return refs, truth
 
 
-def run(n_photos: int, n_concepts: int, model, settings_home: Path) -> dict:
+def run(n_photos: int, n_concepts: int, model, settings_home: Path, quantile: float) -> dict:
     from rrg_local.concepts.embeddings import EmbeddingStore, VLMEmbedder
     from rrg_local.concepts.store import ConceptStore
-    from rrg_local.concepts.tagging import Tagger, retrieve
+    from rrg_local.concepts.tagging import TagConfig, Tagger, retrieve
     from rrg_local.config import Settings
     from rrg_local.db import open_db
     from rrg_local.library.scan import Scanner
@@ -94,7 +94,7 @@ def run(n_photos: int, n_concepts: int, model, settings_home: Path) -> dict:
         store.add_photos(concept, [pid[r] for r in rels])
     t = time.perf_counter()
     emb.run_jobs()
-    tagger = Tagger(db, model, emb)
+    tagger = Tagger(db, model, emb, TagConfig(background_quantile=quantile))
     report = tagger.run()
     seconds = time.perf_counter() - t
     protos = tagger.prototypes()
@@ -119,8 +119,10 @@ def run(n_photos: int, n_concepts: int, model, settings_home: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--photos", type=int, default=200)
-    ap.add_argument("--encode-s", type=float, default=None, help="2B: seconds to encode one photo (vision tower)")
+    ap.add_argument("--naive-call-s", type=float, default=None, help="2B: one plain recognition call on a photo")
+    ap.add_argument("--encode-s", type=float, default=None, help="2B: seconds to encode one thumbnail (vision tower)")
     ap.add_argument("--prefill-s", type=float, default=None, help="2B: seconds for one call's prompt, photo cached")
+    ap.add_argument("--quantile", type=float, default=0.95, help="TagConfig.background_quantile (0: off)")
     ap.add_argument("--embed-onnx-s", type=float, default=None, help="seconds per photo, dedicated ONNX embedder")
     args = ap.parse_args()
 
@@ -137,11 +139,11 @@ def main() -> None:
                 LlamaConfig(model=pair.text, mmproj=pair.mmproj, n_threads=2, image_max_tokens=64)
             ) as model,
         ):
-            r = run(args.photos, c, model, Path(tmp))
+            r = run(args.photos, c, model, Path(tmp), args.quantile)
         naive = r["photos"] * c
         rows.append((c, r, naive))
 
-    print(f"tiny model, {args.photos} photos per library\n")
+    print(f"tiny model, {args.photos} photos per library, background quantile {args.quantile}\n")
     head = (
         f"{'C':>3} {'photos':>6} {'stage-2':>7} {'reason':>6} {'VLM calls':>9} {'naive NxC':>9} {'ours/naive':>10} "
         f"{'calls/photo':>11} {'stage-1 recall':>14} {'photos/s':>8}"
@@ -154,10 +156,10 @@ def main() -> None:
             f"{r['per_s']:>8.1f}"
         )
 
-    if args.encode_s and args.prefill_s:
+    if args.encode_s and args.prefill_s and args.naive_call_s:
         n, c = 10_000, 20
         share = rows[-1][1]["share_stage2"]
-        naive_h = n * c * (args.encode_s + args.prefill_s) / 3600
+        naive_h = n * c * args.naive_call_s / 3600
         vlm_h = (n * args.encode_s + n * share * args.prefill_s) / 3600
         print(f"\nprojection, {n} photos x {c} concepts at 2B size (share reaching stage 2: {share:.2f}):")
         print(f"  naive (N x C recognition calls):        {naive_h:10.1f} CPU h   1.00")

@@ -32,6 +32,9 @@ class TagConfig:
     stage1_floor: float = 0.0  # never below this, whatever the calibration says
     stage1_default: float = 0.9  # for a concept with one positive photo (nothing to calibrate from)
     stage1_margin: float = 0.05
+    # ...and at least this quantile of the concept's similarity to the rest of the library (most photos show
+    # none of a person's concepts): bounds how many photos each concept sends to stage 2. 0 disables.
+    background_quantile: float = 0.95
     stage2_default: float = 0.5
     reasoning: bool = True
 
@@ -72,6 +75,19 @@ def stage1_threshold(vectors: np.ndarray, config: TagConfig) -> float:
     np.fill_diagonal(sims, -np.inf)
     loo = sims.max(axis=1).min()
     return float(max(config.stage1_floor, min(config.stage1_default, loo - config.stage1_margin)))
+
+
+def background_threshold(vectors: np.ndarray, library: np.ndarray, quantile: float) -> float:
+    """The `quantile` of the best similarity between library photos and the concept's positives (pure).
+
+    >>> lib = np.eye(4)[[1, 2, 3, 3]]
+    >>> background_threshold(np.eye(4)[[0]], lib, 0.5)
+    0.0
+    """
+    if quantile <= 0 or len(vectors) == 0 or len(library) == 0:
+        return -1.0
+    best = (library @ vectors.T).max(axis=1)
+    return float(np.quantile(best, quantile))
 
 
 def retrieve(vector: np.ndarray, protos: Sequence[Prototype], k: int) -> list[tuple[Prototype, float]]:
@@ -127,10 +143,16 @@ class Tagger:
 
     def prototypes(self) -> list[Prototype]:
         protos = []
+        lib_ids, lib = self.emb.all_vectors()
         for c in self.store.all():
             pos = sorted(self.store.positives(c))
             vectors = np.stack([self.emb.get(p) for p in pos]) if pos else np.zeros((0, 0), dtype=np.float32)
-            protos.append(Prototype(c, vectors, stage1_threshold(vectors, self.config), frozenset(pos)))
+            threshold = stage1_threshold(vectors, self.config)
+            if len(lib_ids) >= 50:  # enough of a library to say what "background" looks like
+                others = np.array([i not in set(pos) for i in lib_ids])
+                background = background_threshold(vectors, lib[others], self.config.background_quantile)
+                threshold = max(threshold, background)
+            protos.append(Prototype(c, vectors, threshold, frozenset(pos)))
         return protos
 
     def tag_photo(self, photo_id: int, protos: Sequence[Prototype], report: TagReport) -> list[dict]:
