@@ -244,12 +244,11 @@ def errors(ctx: Context) -> None:
 def dupes(ctx: Context, distance: int) -> None:
     """Group near-duplicate photos (bursts, re-encoded or resized copies)."""
     from rrg_local.library.dupes import group_near_duplicates
-    from rrg_local.library.query import list_photos
+    from rrg_local.library.query import list_photos, phashes
 
     db = ctx.open_db()
     rows = {r["id"]: r for r in list_photos(db)}
-    pairs = [(pid, db.execute("SELECT phash FROM photos WHERE id = ?", [pid]).fetchone()[0]) for pid in rows]
-    for n, group in enumerate(group_near_duplicates(pairs, distance), 1):
+    for n, group in enumerate(group_near_duplicates(phashes(db), distance), 1):
         click.echo(f"group {n}:")
         for pid in group:
             click.echo(f"  {pid:>6}  {rows[pid]['path']}")
@@ -382,7 +381,7 @@ def demo(ctx: Context, fresh: bool) -> None:
     from rrg_local.db import open_db
     from rrg_local.demo.library import generate_library
     from rrg_local.library.dupes import group_near_duplicates
-    from rrg_local.library.query import list_photos, status
+    from rrg_local.library.query import list_photos, phashes, status
 
     home = ctx.settings.home / "demo"
     settings = replace(ctx.settings, home=home, folders=(home / "library",))
@@ -406,9 +405,8 @@ def demo(ctx: Context, fresh: bool) -> None:
             f"{(r['camera'] or '-'):<16} {os.path.relpath(r['path'], library)}"
         )
     click.echo("\nnear-duplicate groups:")
-    hashes = db.execute("SELECT id, phash FROM photos WHERE missing = 0").fetchall()
     by_id = {r["id"]: r for r in rows}
-    for group in group_near_duplicates(hashes):
+    for group in group_near_duplicates(phashes(db)):
         click.echo("  " + "  ~  ".join(os.path.relpath(by_id[p]["path"], library) for p in group))
     s = status(db)
     click.echo(

@@ -24,12 +24,12 @@ def _model(ctx: Context):
         _fail(str(exc))
 
 
-def _stores(ctx: Context, model=None):
+def _stores(ctx: Context, model=None, db=None):
     from rrg_local.concepts.embeddings import EmbeddingStore, make_embedder
     from rrg_local.concepts.store import ConceptStore
     from rrg_local.vlm.protocol import VisionError
 
-    db = ctx.open_db()
+    db = db if db is not None else ctx.open_db()
     emb = None
     if model is not None:
         try:
@@ -293,10 +293,10 @@ def ask(ctx: Context, question: str, photo: Path | None) -> None:
     from rrg_local.concepts.ask import Asker, route
     from rrg_local.vlm.protocol import ImageRef, VisionError
 
-    _, store, _ = _stores(ctx)
+    db, store, _ = _stores(ctx)
     needs_model = photo is not None or route(question, [c.name for c in store.all()], has_photo=False).scene
     model = _model(ctx) if needs_model else None
-    db, store, emb = _stores(ctx, model)
+    db, store, emb = _stores(ctx, model, db)
     image = None
     if photo is not None:
         (pid,) = resolve_photos(db, ctx.settings, (str(photo),))

@@ -118,6 +118,11 @@ def list_photos(
     return [PhotoRow(**dict(zip(cols, row, strict=True))) for row in db.execute(sql, params).fetchall()]
 
 
+def phashes(db: sqlite_utils.Database) -> list[tuple[int, str]]:
+    """(photo id, perceptual hash) of every photo still on disk, for near-duplicate grouping."""
+    return [(r[0], r[1]) for r in db.execute("SELECT id, phash FROM photos WHERE missing = 0 ORDER BY id")]
+
+
 def list_errors(db: sqlite_utils.Database) -> list[ErrorRow]:
     rows = db.execute("SELECT path, kind, reason, at FROM errors ORDER BY path").fetchall()
     return [ErrorRow(path=r[0], kind=r[1], reason=r[2], at=r[3]) for r in rows]
