@@ -54,6 +54,23 @@ def tiny_cmd(out: Path | None, quant: tuple[str, ...]) -> None:
         click.echo(f"copied\t{out}")
 
 
+@main.command("export")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--quant", multiple=True, default=("Q4_K_M",), show_default=True, help="Text quantizations (repeat).")
+@click.option("--outtype", default="f16", show_default=True, help="GGUF type before quantizing (f16, f32, bf16).")
+@click.option("--name", default=None, help="Model name (default: the run's).")
+def export_cmd(run_dir: Path, quant: tuple[str, ...], outtype: str, name: str | None) -> None:
+    """Merge a run's LoRA into its base, convert to GGUF + mmproj, quantize, and print the `rrg model add` line."""
+    from trainer.export import export_run
+
+    try:
+        result = export_run(run_dir, quant=quant, outtype=outtype, name=name)
+    except Exception as exc:  # the CLI is where library errors become one line and an exit code
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"manifest: {result.manifest}")
+    click.echo(result.add_command())
+
+
 @main.command("export-embedder")
 @click.argument("hf_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))

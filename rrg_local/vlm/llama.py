@@ -282,10 +282,11 @@ class LlamaVisionModel:
         norm = float(np.linalg.norm(emb))
         return (emb / norm if norm > 0 else emb).astype(np.float32)
 
-    def tokenize(self, text: str) -> list[int]:
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
+        """Token ids of `text`; `special=True` reads `<|im_start|>` and the like as the special tokens."""
         with self._lock:
             self._ensure_loaded()
-            return self._llm.tokenize(text.encode(), add_bos=False, special=False)
+            return self._llm.tokenize(text.encode(), add_bos=False, special=special)
 
     def render(self, messages: Sequence[Message]) -> str:
         """The prompt text the model sees, images shown as the media marker."""
