@@ -322,13 +322,18 @@ def _registry_call(fn, *args, **kwargs):
 @click.option("--gguf", "gguf", required=True, type=click.Path(path_type=Path), help="The text model GGUF.")
 @click.option("--mmproj", required=True, type=click.Path(path_type=Path), help="The vision projector GGUF.")
 @click.option("--chat-format", default=None, help="Override the chat template (default: the GGUF's own).")
+@click.option("--lora", type=click.Path(path_type=Path), help="A GGUF LoRA adapter to apply (rrg-train export).")
 @click.option("--use", "use_it", is_flag=True, help="Make it the model in use.")
 @pass_ctx
-def model_add(ctx: Context, name: str, gguf: Path, mmproj: Path, chat_format: str | None, use_it: bool) -> None:
+def model_add(
+    ctx: Context, name: str, gguf: Path, mmproj: Path, chat_format: str | None, lora: Path | None, use_it: bool
+) -> None:
     """Register a GGUF pair under NAME (both files are checked first)."""
     from rrg_local.vlm import registry
 
-    entry = _registry_call(registry.add, ctx.settings, name, gguf, mmproj, chat_format=chat_format, use=use_it)
+    entry = _registry_call(
+        registry.add, ctx.settings, name, gguf, mmproj, chat_format=chat_format, use=use_it, lora=lora
+    )
     click.echo(f"added model {entry.name}: {entry.gguf} + {entry.mmproj}")
 
 

@@ -3,7 +3,8 @@
 `rrg-train export RUN_DIR` calls `export_run()`. A run folder holds `run.json` (`{"base": HF_DIR, "name": ...,
 "pre_tokenizer": ...}`) and `adapter/` (a peft adapter, `save_pretrained` layout). The export keeps the
 adapter, writes the merged HF checkpoint to `export/hf/`, converts it with the same llama.cpp converter
-the tiny test models use (`trainer.gguf`), quantizes the text model, and writes `export/manifest.json`
+the tiny test models use (`trainer.gguf`), quantizes the text model, converts the adapter alone to a GGUF
+LoRA (for `rrg model add --lora` on the base model's GGUF), and writes `export/manifest.json`
 (files, sizes, sha256, versions) plus the one `rrg model add` command that loads the result.
 """
 
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from trainer.cache import atomic_dir, toolchain_versions
-from trainer.gguf import convert, quantize
+from trainer.gguf import convert, convert_lora, quantize
 
 # Everything of the base folder but its weights: tokenizer, chat template, processor and generation configs.
 _SIDE_FILES = (
@@ -44,6 +45,7 @@ class ExportResult:
     text: Path  # the text GGUF at `outtype`
     mmproj: Path
     quantized: dict[str, Path] = field(default_factory=dict)
+    lora: Path | None = None  # the adapter alone, for a runtime that applies it to the base at load time
     manifest: Path | None = None
 
     def add_command(self, quant: str | None = None) -> str:
@@ -104,7 +106,15 @@ def export_run(
         hf_dir = merge(Path(run["base"]), run_dir / "adapter", tmp / "hf")
         pair = convert(hf_dir, tmp / "gguf", outtype, name=name, fallback_pre=run.get("pre_tokenizer"))
         quantized = {q: quantize(pair.text, tmp / "gguf" / f"{name}-{q}.gguf", q) for q in quant}
-        files = {"text": pair.text, "mmproj": pair.mmproj, **{f"text_{q}": p for q, p in quantized.items()}}
+        lora = convert_lora(
+            Path(run["base"]), run_dir / "adapter", tmp / "gguf" / f"{name}-lora-{outtype}.gguf", outtype
+        )
+        files = {
+            "text": pair.text,
+            "mmproj": pair.mmproj,
+            "lora": lora,
+            **{f"text_{q}": p for q, p in quantized.items()},
+        }
         manifest = {
             "name": name,
             "base": str(run["base"]),
@@ -124,5 +134,6 @@ def export_run(
         text=moved(pair.text),
         mmproj=moved(pair.mmproj),
         quantized={q: moved(p) for q, p in quantized.items()},
+        lora=moved(lora),
         manifest=dest / "manifest.json",
     )

@@ -13,6 +13,7 @@ subprocess (`python -c` + a small driver) that puts the converter and its `gguf-
 from __future__ import annotations
 
 import ctypes
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -26,8 +27,15 @@ from trainer.cache import atomic_dir, cache_root, package_version
 SDIST_VENDOR = "vendor/llama.cpp/"
 # What the converter needs: the driver script, the per-architecture `conversion` package (newer llama.cpp),
 # the bundled `gguf` package, and the chat templates some architectures read from `models/templates`.
-CONVERTER_PARTS = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/gguf/", "models/templates/")
+CONVERTER_PARTS = (
+    "convert_hf_to_gguf.py",
+    "convert_lora_to_gguf.py",
+    "conversion/",
+    "gguf-py/gguf/",
+    "models/templates/",
+)
 CONVERTER_SCRIPT = "convert_hf_to_gguf.py"
+LORA_SCRIPT = "convert_lora_to_gguf.py"
 FETCH_COMMAND = "rrg-train fetch-converter"
 OUTTYPES = ("f32", "f16", "bf16", "q8_0")
 
@@ -138,8 +146,10 @@ def fetch_converter(root: Path | None = None, *, sdist: Path | None = None) -> P
     """
     version = llama_cpp_version()
     final = (root or cache_root()) / f"llama.cpp-{version}"
-    if (final / CONVERTER_SCRIPT).is_file():
+    if all((final / script).is_file() for script in (CONVERTER_SCRIPT, LORA_SCRIPT)):
         return final
+    if final.exists():  # an older cache entry without every part: fetch again
+        shutil.rmtree(final)
     with tempfile.TemporaryDirectory(prefix="rrg-sdist-") as tmp:
         if sdist is None:
             cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-binary", ":all:", "--no-deps"]
@@ -213,6 +223,33 @@ def convert(
     mmproj = ConvertJob(hf_dir, out_dir / f"mmproj-{stem}-{mm_type}.gguf", mm_type, mmproj=True, model_name=name)
     run_converter([text, mmproj], fallback_pre=fallback_pre, root=root)
     return GGUFPair(text=text.outfile, mmproj=mmproj.outfile)
+
+
+def convert_lora(
+    base_hf_dir: Path, adapter_dir: Path, outfile: Path, outtype: str = "f16", *, root: Path | None = None
+) -> Path:
+    """A peft LoRA adapter -> a GGUF LoRA that llama.cpp applies at load time (`Llama(lora_path=...)`)."""
+    conv = converter_dir(root)
+    if not (conv / LORA_SCRIPT).is_file():
+        raise ConverterMissing(f"{conv} has no {LORA_SCRIPT}; run `{FETCH_COMMAND}` again")
+    outfile.parent.mkdir(parents=True, exist_ok=True)
+    argv = [
+        sys.executable,
+        str(conv / LORA_SCRIPT),
+        "--base",
+        str(base_hf_dir),
+        "--outfile",
+        str(outfile),
+        "--outtype",
+        outtype,
+        str(adapter_dir),
+    ]
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=conv)
+    if proc.returncode != 0 or not outfile.is_file():
+        outfile.unlink(missing_ok=True)
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        raise ConversionError(f"llama.cpp LoRA converter failed (exit {proc.returncode}) on {adapter_dir}:\n{tail}")
+    return outfile
 
 
 def quantize(src: Path, dst: Path, qtype: str, *, n_threads: int = 1) -> Path:

@@ -71,6 +71,7 @@ class LlamaConfig:
     flash_attn: bool = True  # off, the vision encoder reserves gigabytes
     embed_cache_mb: int = 256
     use_gpu: bool = True
+    lora: Path | None = None  # a GGUF LoRA adapter applied at load time (`rrg-train export` writes one)
 
 
 def free_cores() -> int:
@@ -144,6 +145,8 @@ class LlamaVisionModel:
     def __init__(self, config: LlamaConfig, *, cache: bool = True):
         check_gguf(config.model, "model")
         check_gguf(config.mmproj, "mmproj")
+        if config.lora is not None:
+            check_gguf(config.lora, "LoRA adapter")
         self.config = config
         self.cache = cache
         self.stats = Stats()
@@ -183,6 +186,7 @@ class LlamaVisionModel:
                 n_threads_batch=threads,
                 flash_attn=cfg.flash_attn,
                 verbose=False,
+                lora_path=str(cfg.lora) if cfg.lora else None,
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelError(f"cannot load model {cfg.model}: {exc}") from exc

@@ -34,6 +34,7 @@ class ModelEntry:
     mmproj: Path
     chat_format: str | None = None
     image_max_tokens: int | None = None
+    lora: Path | None = None  # a GGUF LoRA applied to `gguf` at load time
 
 
 def _path(settings: Settings) -> Path:
@@ -83,26 +84,58 @@ def check_pair(gguf: Path, mmproj: Path) -> dict[str, object]:
     return {"architecture": arch, "embedding_length": width, "projector": proj.get("clip.projector_type")}
 
 
+def check_lora(lora: Path) -> None:
+    if not lora.is_file():
+        raise RegistryError(f"LoRA file not found: {lora}")
+    try:
+        meta = read_metadata(lora)
+    except (GGUFError, OSError) as exc:
+        raise RegistryError(f"LoRA file {lora}: {exc}") from exc
+    if meta.get("general.type") != "adapter":
+        raise RegistryError(f"LoRA file {lora} is not a GGUF adapter (rrg-train export writes one)")
+
+
 def add(
-    settings: Settings, name: str, gguf: Path, mmproj: Path, *, chat_format: str | None = None, use: bool = False
+    settings: Settings,
+    name: str,
+    gguf: Path,
+    mmproj: Path,
+    *,
+    chat_format: str | None = None,
+    use: bool = False,
+    lora: Path | None = None,
 ) -> ModelEntry:
     if not _NAME.match(name):
         raise RegistryError(f"model name {name!r}: use letters, digits, '.', '_' or '-'")
     gguf, mmproj = gguf.expanduser().absolute(), mmproj.expanduser().absolute()
     check_pair(gguf, mmproj)
+    if lora is not None:
+        lora = lora.expanduser().absolute()
+        check_lora(lora)
     data = _load(settings)
     models = data.setdefault("models", {})
-    models[name] = {"gguf": str(gguf), "mmproj": str(mmproj)} | ({"chat_format": chat_format} if chat_format else {})
+    models[name] = (
+        {"gguf": str(gguf), "mmproj": str(mmproj)}
+        | ({"chat_format": chat_format} if chat_format else {})
+        | ({"lora": str(lora)} if lora else {})
+    )
     if use or "default" not in data:
         data["default"] = name
     _save(settings, data)
-    return ModelEntry(name, gguf, mmproj, chat_format)
+    return ModelEntry(name, gguf, mmproj, chat_format, lora=lora)
 
 
 def entries(settings: Settings) -> tuple[list[ModelEntry], str | None]:
     data = _load(settings)
     out = [
-        ModelEntry(name, Path(m["gguf"]), Path(m["mmproj"]), m.get("chat_format"), m.get("image_max_tokens"))
+        ModelEntry(
+            name,
+            Path(m["gguf"]),
+            Path(m["mmproj"]),
+            m.get("chat_format"),
+            m.get("image_max_tokens"),
+            Path(m["lora"]) if m.get("lora") else None,
+        )
         for name, m in sorted(data.get("models", {}).items())
     ]
     return out, data.get("default")
@@ -135,7 +168,10 @@ def open_model(settings: Settings, name: str | None = None, **overrides):
 
     entry = get(settings, name)
     check_pair(entry.gguf, entry.mmproj)
+    if entry.lora is not None:
+        check_lora(entry.lora)
     kw = {"image_max_tokens": entry.image_max_tokens} if entry.image_max_tokens else {}
+    kw |= {"lora": entry.lora} if entry.lora else {}
     return LlamaVisionModel(
         LlamaConfig(
             model=entry.gguf, mmproj=entry.mmproj, name=entry.name, max_pixels=settings.max_pixels, **kw | overrides

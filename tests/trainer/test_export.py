@@ -48,7 +48,7 @@ def test_export_matches_peft_and_loads_in_the_runtime(run_dir, tiny):
 
     result = export_run(run_dir, quant=("Q8_0",))
     manifest = json.loads(result.manifest.read_text())
-    assert set(manifest["files"]) == {"text", "mmproj", "text_Q8_0"}
+    assert set(manifest["files"]) == {"text", "mmproj", "text_Q8_0", "lora"}
     for entry in manifest["files"].values():
         assert len(entry["sha256"]) == 64 and entry["bytes"] > 0
     assert (run_dir / "adapter" / "adapter_config.json").exists()  # the adapter is kept
@@ -60,6 +60,13 @@ def test_export_matches_peft_and_loads_in_the_runtime(run_dir, tiny):
     base = hf_logits(tiny.hf_dir, None, [int(i) for i in ids])
     assert np.abs(peft - base).max() > 20 * np.abs(gguf - peft).max()  # the adapter matters, the export keeps it
     assert np.abs(gguf - peft).max() < 2e-3  # f16 GGUF vs PEFT in f32 (the tiny model's logit std is ~0.2)
+    # The adapter alone, applied by llama.cpp at load time on the base GGUF, gives the merged model's logits.
+    base_pair = tiny.pair("f16")
+    with LlamaVisionModel(
+        LlamaConfig(model=base_pair.text, mmproj=base_pair.mmproj, n_threads=1, lora=result.lora)
+    ) as m:
+        applied = m.next_token_logits(msgs)
+    assert np.abs(applied - gguf).max() < 2e-3
     assert result.add_command().startswith(f"rrg model add tiny-rrg --gguf {result.quantized['Q8_0']}")
 
 
@@ -68,3 +75,23 @@ def test_export_cli_errors_name_the_problem(tmp_path):
         [sys.executable, "-m", "trainer.cli", "export", str(tmp_path)], capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 1 and f"not a training run: {tmp_path}/run.json is missing" in out.stderr
+
+
+def test_registry_applies_an_exported_lora(run_dir, tiny, settings):
+    from rrg_local.vlm import registry
+    from rrg_local.vlm.prompts import question
+    from trainer.export import export_run
+
+    result = export_run(run_dir, quant=())
+    base = tiny.pair("f16")
+    with pytest.raises(registry.RegistryError, match="is not a GGUF adapter"):
+        registry.add(settings, "bad", base.text, base.mmproj, lora=base.text)
+    registry.add(settings, "tiny-rrg", base.text, base.mmproj, lora=result.lora)
+    msgs = question(None, "What is in this photo?")
+    with registry.open_model(settings, n_threads=1) as with_lora, registry.open_model(settings, n_threads=1) as again:
+        a, b = with_lora.next_token_logits(msgs), again.next_token_logits(msgs)
+    from rrg_local.vlm.llama import LlamaConfig, LlamaVisionModel
+
+    with LlamaVisionModel(LlamaConfig(model=result.text, mmproj=result.mmproj, n_threads=1)) as merged:
+        m = merged.next_token_logits(msgs)
+    assert np.array_equal(a, b) and np.abs(a - m).max() < 2e-3
