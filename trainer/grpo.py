@@ -142,16 +142,26 @@ def encode_prompt(model: Any, tokenizer: Any, image_processor: Any, image: Any, 
 def _model_inputs(model: Any, prompt: Prompt, completions: torch.Tensor | None, batch: int) -> dict:
     import torch
 
-    ids = prompt.input_ids.expand(batch, -1)
+    device = model.device
+    ids = prompt.input_ids.to(device).expand(batch, -1)
     if completions is not None:
-        ids = torch.cat([ids, completions], dim=1)
-    return {
+        ids = torch.cat([ids, completions.to(device)], dim=1)
+    inputs = {
         "input_ids": ids,
         "attention_mask": torch.ones_like(ids),
-        "mm_token_type_ids": (ids == model.config.image_token_id).long(),
-        "pixel_values": prompt.pixel_values.repeat(batch, 1),
-        "image_grid_thw": prompt.image_grid_thw.repeat(batch, 1),
+        "pixel_values": prompt.pixel_values.to(device, model.dtype).repeat(batch, 1),
+        "image_grid_thw": prompt.image_grid_thw.to(device).repeat(batch, 1),
     }
+    if _takes_mm_token_types(model):  # transformers >= 5.2x needs it for M-RoPE positions; older 5.x rejects it
+        inputs["mm_token_type_ids"] = (ids == model.config.image_token_id).long()
+    return inputs
+
+
+def _takes_mm_token_types(model: Any) -> bool:
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "mm_token_type_ids" in inspect.signature(base.forward).parameters
 
 
 @dataclass(frozen=True)
@@ -209,7 +219,7 @@ def completion_mask(completions: torch.Tensor, eos_ids: Sequence[int]) -> torch.
     """1.0 for tokens up to and including the first EOS, 0.0 after it (generate pads finished rows)."""
     import torch
 
-    is_eos = torch.isin(completions, torch.tensor(list(eos_ids)))
+    is_eos = torch.isin(completions, torch.tensor(list(eos_ids), device=completions.device))
     ended_before = (torch.cumsum(is_eos.long(), dim=1) - is_eos.long()) > 0
     return (~ended_before).float()
 
@@ -251,7 +261,7 @@ def grpo_step(
     optimizer.zero_grad(set_to_none=True)
     total = {"loss": 0.0, "kl": 0.0}
     for rollout, group_rewards in zip(rollouts, rewards, strict=True):
-        adv = torch.tensor(group_advantages(list(group_rewards), len(group_rewards)))
+        adv = torch.tensor(group_advantages(list(group_rewards), len(group_rewards)), device=model.device)
         logp = sequence_logprobs(model, rollout, config.temperature)
         loss = clipped_surrogate(logp, rollout.logprobs, adv, rollout.mask, config.clip_eps)
         if config.kl_beta:
