@@ -71,6 +71,42 @@ def export_cmd(run_dir: Path, quant: tuple[str, ...], outtype: str, name: str | 
     click.echo(result.add_command())
 
 
+def _config_keys() -> str:
+    from dataclasses import fields
+
+    from trainer.config import TrainConfig  # stdlib only: cheap enough for --help
+
+    lines = [f"  {f.name}={f.default!s}  {f.metadata['help']}" for f in fields(TrainConfig)]
+    return "\b\nConfig keys (YAML or key=value), with defaults:\n" + "\n".join(lines)
+
+
+@main.command("train", context_settings={"ignore_unknown_options": True}, epilog=_config_keys())
+@click.option(
+    "--config",
+    "config_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A YAML file of TrainConfig keys.",
+)
+@click.argument("overrides", nargs=-1, type=click.UNPROCESSED)
+def train_cmd(config_file: Path, overrides: tuple[str, ...]) -> None:
+    """Run (or resume) RRG self-play GRPO on a benchmark layout; OVERRIDES are key=value config settings."""
+    from trainer.config import ConfigError, load_config
+
+    try:
+        config = load_config(config_file, overrides)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    from trainer.train import train
+
+    try:
+        run_dir = train(config)
+    except Exception as exc:  # the CLI is where library errors become one line and an exit code
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"run: {run_dir}")
+    click.echo(f"export it: rrg-train export {run_dir}")
+
+
 @main.command("export-embedder")
 @click.argument("hf_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))

@@ -1,0 +1,195 @@
+"""`rrg-train train` end to end on the cached tiny Qwen2-VL: two steps, a resumed third, config parsing, export."""
+
+from __future__ import annotations
+
+import doctest
+import json
+import math
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import draw_photo
+from trainer import config as config_module
+from trainer.cli import main
+from trainer.config import ConfigError, TrainConfig, load_config
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+
+# 4 concepts x 3 photos in 2 categories; test_fraction 0 keeps all four for training.
+CATEGORIES = {"mug_red": "mug", "mug_blue": "mug", "dog_bo": "dog", "dog_rex": "dog"}
+SMALL = {"K": 2, "group_size": 2, "targets_per_step": 2, "max_new_tokens": 8, "lora_r": 4, "lora_alpha": 8}
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("bench")
+    for i, concept in enumerate(CATEGORIES):
+        (root / "photos" / concept).mkdir(parents=True)
+        for j in range(3):
+            draw_photo(10 * i + j, (112, 112)).save(root / "photos" / concept / f"{j}.jpg", quality=90)
+    rows = "".join(f"{c},{cat}\n" for c, cat in CATEGORIES.items())
+    (root / "categories.csv").write_text("concept,category\n" + rows)
+    return root
+
+
+@pytest.fixture(scope="module")
+def config_file(bench, tiny) -> Path:
+    values = {
+        "base": str(tiny.hf_dir),
+        "data_root": str(bench / "photos"),
+        "categories": str(bench / "categories.csv"),
+        "out_dir": str(bench / "run"),
+        "name": "tiny-rrg",
+        "pre_tokenizer": "qwen2",
+        "test_fraction": 0.0,
+        "steps": 2,
+        "lr": 0.01,
+        "save_every": 1,
+        **SMALL,
+    }
+    path = bench / "train.yaml"
+    path.write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in values.items()))
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(config_file) -> Path:
+    from trainer.train import train
+
+    torch.set_num_threads(1)
+    return train(load_config(config_file))
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_doctests():
+    assert doctest.testmod(config_module).failed == 0
+
+
+def test_two_steps_write_metrics_and_a_trained_adapter(run_dir, tiny):
+    from safetensors.torch import load_file
+
+    from trainer.train import METRIC_KEYS
+
+    rows = metrics(run_dir)
+    assert [r["step"] for r in rows] == [1, 2]
+    for row in rows:
+        assert set(METRIC_KEYS) <= set(row)
+        assert all(math.isfinite(v) for v in row.values())
+        assert 0 <= row["listener_acc"] <= 1 and row["completion_len"] > 0 and row["grad_norm"] > 0
+    weights = load_file(run_dir / "adapter" / "adapter_model.safetensors")
+    lora_b = [w for name, w in weights.items() if "lora_B" in name]
+    assert lora_b and any(w.abs().max() > 0 for w in lora_b)  # peft initialises B to zero
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["base"] == str(Path(tiny.hf_dir).resolve()) and run["name"] == "tiny-rrg"
+    assert run["pre_tokenizer"] == "qwen2"
+
+
+def test_resume_runs_only_the_missing_step(run_dir, tmp_path):
+    from trainer.train import train
+
+    resumed = tmp_path / "run"
+    shutil.copytree(run_dir, resumed)
+    config = load_config(run_dir.parent / "train.yaml", [f"out_dir={resumed}", "steps=3"])
+    train(config)
+    assert [r["step"] for r in metrics(resumed)] == [1, 2, 3]
+    assert metrics(resumed)[:2] == metrics(run_dir)
+    state = torch.load(resumed / "state.pt", weights_only=False)
+    assert state["step"] == 3
+    adam_steps = {float(s["step"]) for s in state["optimizer"]["state"].values()}
+    assert adam_steps == {3.0}  # a fresh optimizer would say 1: the saved one was restored
+    # RNG states, optimizer and adapter restored: step 3 is the one an uninterrupted run takes.
+    straight = train(load_config(run_dir.parent / "train.yaml", [f"out_dir={tmp_path / 'straight'}", "steps=3"]))
+    for key in ("reward_mean", "loss", "grad_norm"):
+        assert metrics(resumed)[2][key] == pytest.approx(metrics(straight)[2][key], rel=1e-6)
+
+
+def test_resume_refuses_a_different_config(run_dir, tmp_path):
+    from trainer.train import train
+
+    resumed = tmp_path / "run"
+    shutil.copytree(run_dir, resumed)
+    with pytest.raises(ConfigError, match="lr"):
+        train(load_config(run_dir.parent / "train.yaml", [f"out_dir={resumed}", "steps=3", "lr=0.5"]))
+
+
+def test_gradient_checkpointing_gives_the_same_step(run_dir, tmp_path):
+    from trainer.train import train
+
+    config = load_config(run_dir.parent / "train.yaml", [f"out_dir={tmp_path / 'gc'}", "steps=1"])
+    first = metrics(train(replace(config, gradient_checkpointing=True)))[0]
+    plain = metrics(run_dir)[0]
+    for key in ("reward_mean", "loss", "grad_norm"):
+        assert first[key] == pytest.approx(plain[key], rel=1e-4, abs=1e-7)
+
+
+def test_games_cover_each_epoch_once():
+    from trainer.train import games_for_step
+
+    games = list(range(5))
+    picked = [g for step in range(1, 6) for g in games_for_step(games, step, 2, seed=0)]  # two epochs
+    assert sorted(picked[:5]) == games and sorted(picked[5:]) == games
+    assert games_for_step(games, 3, 2, seed=0) == picked[4:6]
+
+
+def test_overrides_are_coerced(config_file):
+    config = load_config(config_file, ["lr=3e-4", "K=3", "gradient_checkpointing=true", "name=null"])
+    assert (config.lr, config.K, config.gradient_checkpointing, config.name) == (3e-4, 3, True, None)
+    assert config.group_size == SMALL["group_size"]  # untouched keys keep the file's values
+    assert isinstance(load_config(config_file, ["lr=1"]).lr, float)
+
+
+def test_unknown_keys_and_bad_values_raise(config_file, tmp_path):
+    with pytest.raises(ConfigError, match="unknown config key.*learning_rate"):
+        load_config(config_file, ["learning_rate=1e-4"])
+    with pytest.raises(ConfigError, match="steps"):
+        load_config(config_file, ["steps=many"])
+    with pytest.raises(ConfigError, match="reward"):
+        load_config(None, ["reward=cosine"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: 1e-4\nbatch: 8\n")
+    with pytest.raises(ConfigError, match="batch"):
+        load_config(bad)
+    assert load_config(None) == TrainConfig()
+
+
+def test_4bit_needs_cuda(config_file):
+    from trainer.train import load_model
+
+    if torch.cuda.is_available():
+        pytest.skip("this checks the CPU refusal")
+    with pytest.raises(ConfigError, match="CUDA"):
+        load_model(load_config(config_file, ["load_in_4bit=true", "device=cpu"]), None)
+
+
+def test_the_run_exports(run_dir):
+    from trainer.export import export_run
+
+    result = export_run(run_dir, quant=())
+    assert result.text.is_file() and result.mmproj.is_file() and result.lora is not None and result.lora.is_file()
+
+
+def test_cli_help_and_config_errors(config_file):
+    result = CliRunner().invoke(main, ["train", "--help"])
+    assert result.exit_code == 0 and "--config" in result.output
+    result = CliRunner().invoke(main, ["train", "--config", str(config_file), "nope=1"])
+    assert result.exit_code == 1 and "unknown config key(s): nope" in result.output
+
+
+def test_cli_train_prints_the_export_command(run_dir, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)  # already at steps=2: the command resumes, has nothing to do, and reports
+    result = CliRunner().invoke(main, ["train", "--config", str(run_dir.parent / "train.yaml"), f"out_dir={copy}"])
+    assert result.exit_code == 0, result.output
+    assert f"rrg-train export {copy}" in result.output
+    assert len(metrics(copy)) == 2

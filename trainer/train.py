@@ -1,0 +1,307 @@
+"""The RRG self-play loop: a LoRA speaker trained with GRPO against the frozen base as listener.
+
+`rrg-train train` calls `train(config)`; `bench/train_step.py` calls `setup` and `play_step` directly. Data:
+`trainer.data` loads the benchmark, keeps the train split (by concept) and mines one game per photo with
+`pixel_embedding`, a cheap downsampled-RGB vector; real runs can plug in the model's vision tower (or any
+`path -> unit vector` function) through `setup(..., embed=...)`. One step plays `targets_per_step` games:
+the speaker (adapter on) samples G descriptions of each target, the listener (adapter off, `listener_p_yes`)
+scores every description against the K candidates, the reward is the game reward plus the weighted format
+and length rewards, and `trainer.grpo.grpo_step` updates the adapter once over all games.
+
+The run folder is `trainer.export`'s layout: `run.json` (base, name, pre_tokenizer, plus the config) and
+`adapter/` (peft `save_pretrained`), plus `state.pt` (optimizer, step, RNG states) and `metrics.jsonl`.
+A run folder that has `state.pt` is resumed: same config (bar `RESUMABLE_FIELDS`), step count continued.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trainer import grpo
+from trainer.config import RESUMABLE_FIELDS, ConfigError, TrainConfig
+from trainer.data import Embed, Game, load_examples, mine_games, split_by_concept
+from trainer.rewards import binary_reward, combine, contrastive_reward, format_reward, length_penalty
+
+METRIC_KEYS = (
+    "step", "reward_mean", "reward_std", "game_reward", "listener_acc", "format", "kl", "loss", "grad_norm",
+    "completion_len", "t_sample", "t_listener", "t_update",
+)  # fmt: skip
+
+
+def pixel_embedding(path: Path, size: int = 16) -> np.ndarray:
+    """A unit vector from the photo's `size` x `size` RGB thumbnail, mean-centred (cheap hard-example mining)."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        vec = np.asarray(img.convert("RGB").resize((size, size)), dtype=np.float32).ravel()
+    vec = vec - vec.mean()
+    return vec / max(float(np.linalg.norm(vec)), 1e-8)
+
+
+def grpo_config(config: TrainConfig) -> grpo.GRPOConfig:
+    keys = ("group_size", "max_new_tokens", "temperature", "lr", "clip_eps", "kl_beta", "lora_r", "lora_alpha")
+    return grpo.GRPOConfig(**{k: getattr(config, k) for k in keys})
+
+
+def games_for_step(games: Sequence[Game], step: int, per_step: int, seed: int) -> list[Game]:
+    """The games of 1-based `step`: a fresh seeded shuffle each epoch, so a resumed run picks the same ones."""
+    orders: dict[int, list[int]] = {}
+    out = []
+    for i in range((step - 1) * per_step, step * per_step):
+        epoch, pos = divmod(i, len(games))
+        if epoch not in orders:
+            orders[epoch] = list(range(len(games)))
+            random.Random(seed * 1_000_003 + epoch).shuffle(orders[epoch])
+        out.append(games[orders[epoch][pos]])
+    return out
+
+
+def resolve_device(config: TrainConfig) -> tuple[Any, Any]:
+    import torch
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
+    if config.dtype == "auto":
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    else:
+        dtype = getattr(torch, config.dtype, None)
+        if not isinstance(dtype, torch.dtype):
+            raise ConfigError(f"dtype {config.dtype!r} is not a torch dtype")
+    return torch.device(device), dtype
+
+
+@dataclass
+class Session:
+    """Everything one step needs: the peft model, its tokenizer and image processor, optimizer and games."""
+
+    config: TrainConfig
+    model: Any
+    tokenizer: Any
+    processor: Any
+    optimizer: Any
+    games: list[Game]
+
+
+def load_model(config: TrainConfig, adapter: Path | None) -> Any:
+    """The base in the configured device/dtype, wrapped in a fresh LoRA or the saved `adapter` (trainable)."""
+    from transformers import AutoModelForImageTextToText
+
+    device, dtype = resolve_device(config)
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if config.load_in_4bit:
+        import importlib.util
+
+        if device.type != "cuda" or importlib.util.find_spec("bitsandbytes") is None:
+            raise ConfigError("load_in_4bit needs a CUDA device and bitsandbytes installed")
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=dtype)
+        kwargs["device_map"] = {"": device}
+    model = AutoModelForImageTextToText.from_pretrained(config.base, **kwargs)
+    if not config.load_in_4bit:
+        model = model.to(device, dtype)
+    if config.gradient_checkpointing:
+        # transformers >= 5.2x renamed it (the old name warns); older 5.x has only the old one.
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable()
+        model.enable_input_require_grads()
+    if adapter is None:
+        return grpo.add_lora(model, grpo_config(config))
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, adapter, is_trainable=True)
+
+
+def setup(config: TrainConfig, adapter: Path | None = None, embed: Embed = pixel_embedding) -> Session:
+    import torch
+    from transformers import AutoImageProcessor, AutoTokenizer
+
+    examples = load_examples(Path(config.data_root), Path(config.categories))
+    train_split, _ = split_by_concept(examples, config.test_fraction, config.seed)
+    games = mine_games(train_split, embed, k=config.K, seed=config.seed)
+    torch.manual_seed(config.seed)
+    model = load_model(config, adapter)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr)
+    tokenizer = AutoTokenizer.from_pretrained(config.base)
+    processor = AutoImageProcessor.from_pretrained(config.base)
+    return Session(config, model, tokenizer, processor, optimizer, games)
+
+
+def _open(path: Path) -> Any:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return img.convert("RGB")
+
+
+def play_step(session: Session, games: Sequence[Game]) -> dict[str, float]:
+    """Sample, listen, reward and update once over `games`; returns the step's metrics (without `step`)."""
+    cfg, model, tok, proc = session.config, session.model, session.tokenizer, session.processor
+    gcfg = grpo_config(cfg)
+    game_fn = contrastive_reward if cfg.reward == "contrastive" else binary_reward
+    shape_fn = combine((format_reward, cfg.format_weight), (length_penalty, cfg.length_weight))
+    times = {"t_sample": 0.0, "t_listener": 0.0}
+    rollouts, rewards, game_rewards, formats, hits, lengths = [], [], [], [], [], []
+    model.eval()  # sampling keeps its KV cache; checkpointing (train mode) is only for the update
+    for game in games:
+        start = time.perf_counter()
+        prompt = grpo.encode_prompt(model, tok, proc, _open(game.target.path), grpo.speaker_chat(game.target.category))
+        rollout = grpo.sample(model, prompt, gcfg)
+        texts = [
+            tok.decode(ids[mask.bool()], skip_special_tokens=True)
+            for ids, mask in zip(rollout.completions, rollout.mask, strict=True)
+        ]
+        times["t_sample"] += time.perf_counter() - start
+        start = time.perf_counter()
+        images = [_open(c.path) for c in game.candidates]
+        probs = [[grpo.listener_p_yes(model, tok, proc, img, text) for img in images] for text in texts]
+        times["t_listener"] += time.perf_counter() - start
+        played = [game_fn(p, game.answer) for p in probs]
+        shaped = shape_fn(texts)
+        rollouts.append(rollout)
+        rewards.append([g + s for g, s in zip(played, shaped, strict=True)])
+        game_rewards += played
+        formats += format_reward(texts)
+        hits += [float(max(range(len(p)), key=p.__getitem__) == game.answer) for p in probs]
+        lengths += [float(n) for n in rollout.mask.sum(dim=1).tolist()]
+    start = time.perf_counter()
+    model.train(cfg.gradient_checkpointing)
+    stats = grpo.grpo_step(model, session.optimizer, rollouts, rewards, gcfg)
+    times["t_update"] = time.perf_counter() - start
+    flat = np.array([r for group in rewards for r in group], dtype=np.float64)
+    return {
+        "reward_mean": float(flat.mean()),
+        "reward_std": float(flat.std()),
+        "game_reward": float(np.mean(game_rewards)),
+        "listener_acc": float(np.mean(hits)),
+        "format": float(np.mean(formats)),
+        **stats,
+        "completion_len": float(np.mean(lengths)),
+        **times,
+    }
+
+
+def _rng_state() -> dict[str, Any]:
+    import torch
+
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def run_record(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
+    """`run.json`: what `trainer.export.read_run` needs, plus the whole config for resuming."""
+    base = str(Path(config.base).resolve())
+    return {"base": base, "name": config.name or run_dir.name, "pre_tokenizer": config.pre_tokenizer,
+            "config": config.as_dict()}  # fmt: skip
+
+
+def save_checkpoint(session: Session, run_dir: Path, step: int) -> None:
+    """adapter/, run.json, then state.pt last (it marks the checkpoint complete); each replaced atomically."""
+    import torch
+
+    tmp = run_dir / ".adapter.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    session.model.save_pretrained(tmp)
+    shutil.rmtree(run_dir / "adapter", ignore_errors=True)
+    os.replace(tmp, run_dir / "adapter")
+    (run_dir / ".run.json.tmp").write_text(json.dumps(run_record(session.config, run_dir), indent=2))
+    os.replace(run_dir / ".run.json.tmp", run_dir / "run.json")
+    state = {"step": step, "optimizer": session.optimizer.state_dict(), "rng": _rng_state()}
+    torch.save(state, run_dir / ".state.pt.tmp")
+    os.replace(run_dir / ".state.pt.tmp", run_dir / "state.pt")
+
+
+def check_resumable(config: TrainConfig, run_dir: Path) -> None:
+    saved = json.loads((run_dir / "run.json").read_text()).get("config", {})
+    new = config.as_dict()
+    changed = sorted(k for k in new if k not in RESUMABLE_FIELDS and saved.get(k) != new[k])
+    if changed:
+        raise ConfigError(f"{run_dir} was trained with a different config ({', '.join(changed)}); use a new out_dir")
+
+
+def read_metrics(run_dir: Path, upto: int | None = None) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return [r for r in rows if upto is None or r["step"] <= upto]
+
+
+def plot_rewards(run_dir: Path, rows: Sequence[dict]) -> Path | None:
+    """`reward.png` (mean reward and listener accuracy per step) when matplotlib is installed; else nothing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    steps = [r["step"] for r in rows]
+    ax.plot(steps, [r["reward_mean"] for r in rows], label="reward")
+    ax.plot(steps, [r["listener_acc"] for r in rows], label="listener accuracy")
+    ax.set_xlabel("step")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(run_dir / "reward.png")
+    plt.close(fig)
+    return run_dir / "reward.png"
+
+
+def train(config: TrainConfig, embed: Embed = pixel_embedding) -> Path:
+    """Train (or resume) the run in `config.out_dir` up to `config.steps`; returns the run folder."""
+    import torch
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    if not config.out_dir:
+        raise ConfigError("out_dir is required")
+    run_dir = Path(config.out_dir)
+    resuming = (run_dir / "state.pt").is_file()
+    if resuming:
+        check_resumable(config, run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    session = setup(config, run_dir / "adapter" if resuming else None, embed)
+    done = 0
+    if resuming:
+        state = torch.load(run_dir / "state.pt", weights_only=False)
+        session.optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"])
+        done = int(state["step"])
+    rows = read_metrics(run_dir, upto=done)  # drop metrics of steps after the last checkpoint
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    columns = (TextColumn("step {task.completed}/{task.total}"), BarColumn(), TextColumn("{task.fields[info]}"),
+               TimeElapsedColumn(), TimeRemainingColumn())  # fmt: skip
+    with Progress(*columns) as progress:
+        task = progress.add_task("train", total=config.steps, completed=done, info="")
+        for step in range(done + 1, config.steps + 1):
+            metrics = {"step": step, **play_step(session, games_for_step(session.games, step, config.targets_per_step,
+                                                                         config.seed))}  # fmt: skip
+            rows.append(metrics)
+            with (run_dir / "metrics.jsonl").open("a") as fh:
+                fh.write(json.dumps(metrics) + "\n")
+            info = f"reward {metrics['reward_mean']:.3f} acc {metrics['listener_acc']:.2f}"
+            progress.update(task, completed=step, info=info)
+            if step % config.save_every == 0 or step == config.steps:
+                save_checkpoint(session, run_dir, step)
+                plot_rewards(run_dir, rows)
+    return run_dir
