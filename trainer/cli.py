@@ -131,5 +131,43 @@ def tiny_clip_cmd(size: str) -> None:
     click.echo(tiny_clip(SIZES[size]))
 
 
+@main.command("eval")
+@click.option(
+    "--run",
+    "run_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A training run folder (run.json + adapter/).",
+)
+@click.option("--gguf", is_flag=True, help="Also evaluate through the runtime (exports the run first if needed).")
+@click.option("--gguf-lora", is_flag=True, help="GGUF speaker: the base GGUF + the exported LoRA, not the merge.")
+@click.option("--hf/--no-hf", default=True, show_default=True, help="Evaluate with transformers + peft.")
+@click.option(
+    "--data-root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Benchmark layout ROOT/<concept>/<image>; default: the run's.",
+)
+@click.option(
+    "--categories",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="concept -> category map (CSV or JSON); default: the run's.",
+)
+@click.option("--all-concepts", is_flag=True, help="Every concept, not only the run's test split.")
+@click.option("--max-tokens", type=int, default=80, show_default=True, help="Description length cap.")
+def eval_cmd(run_dir: Path, gguf: bool, gguf_lora: bool, hf: bool, data_root: Path | None, categories: Path | None,
+             all_concepts: bool, max_tokens: int) -> None:  # fmt: skip
+    """Zero-shot vs trained: recognition, identification, captioning recall; writes RUN_DIR/eval.json."""
+    from trainer.eval import evaluate_run, format_table
+
+    try:
+        result = evaluate_run(run_dir, gguf=gguf or gguf_lora, gguf_lora=gguf_lora, hf=hf, data_root=data_root,
+                              categories=categories, all_concepts=all_concepts, max_tokens=max_tokens)  # fmt: skip
+    except Exception as exc:  # the CLI is where library errors become one line and an exit code
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{len(result['concepts'])} concepts, {result['n_photos']} photos")
+    click.echo(format_table(result["columns"]))
+    click.echo(f"written: {run_dir / 'eval.json'}")
+
+
 if __name__ == "__main__":
     main()

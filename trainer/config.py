@@ -28,6 +28,9 @@ class TrainConfig:
     base: str = field(default="", metadata={"help": "the base model: a transformers Qwen2-VL folder"})
     data_root: str = field(default="", metadata={"help": "benchmark layout ROOT/<concept>/<image>"})
     categories: str = field(default="", metadata={"help": "concept -> category map (CSV or JSON)"})
+    db: str = field(
+        default="", metadata={"help": "an rrg-local library.db to train on instead of data_root/categories"}
+    )
     out_dir: str = field(default="", metadata={"help": "the run folder (run.json, adapter/, state.pt, metrics)"})
     name: str | None = field(default=None, metadata={"help": "model name for export; None: the run folder's name"})
     pre_tokenizer: str | None = field(
@@ -63,6 +66,15 @@ class TrainConfig:
                 raise ConfigError(f"{key} must be >= 1, not {getattr(self, key)}")
         if self.K < 2:
             raise ConfigError("K must be >= 2: a game needs a target and at least one negative")
+        if self.db and (self.data_root or self.categories):
+            raise ConfigError("set either db or data_root/categories as the data source, not both")
+
+    def check_data_source(self) -> None:
+        """Training needs exactly one data source: `db`, or `data_root` with `categories`."""
+        if not self.db and not self.data_root:
+            raise ConfigError("no training data: set db (an rrg-local library.db) or data_root and categories")
+        if self.data_root and not self.categories:
+            raise ConfigError("data_root needs categories (a concept -> category CSV or JSON)")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

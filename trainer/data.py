@@ -9,14 +9,19 @@ A game follows the RRG paper: the speaker describes the target image; the listen
 hard positive (the least similar other photo of the target's concept; the target itself when the concept has
 one photo) and K-1 hard negatives (the most similar photo from each of the most similar other concepts, same
 category first, then other categories when the category runs out).
+
+The second source is the user's own rrg-local library: `load_from_db` reads each concept's reference and
+confirmed photos as examples and its rejected photos as extra hard negatives, which `mine_games` takes as
+`extra_negatives` and prefers over other concepts' photos (a person said they are not the concept).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +83,50 @@ def load_examples(root: Path, categories: dict[str, str] | Path) -> list[Example
     ]
 
 
+def _first_existing(conn, photo_id: int) -> Path | None:
+    """The photo's first path (in raw byte order) that the library has not marked missing and that exists."""
+    rows = conn.execute("SELECT raw FROM paths WHERE photo_id = ? AND missing = 0 ORDER BY raw", [photo_id])
+    for (raw,) in rows.fetchall():
+        path = Path(os.fsdecode(bytes(raw)))
+        if path.is_file():
+            return path
+    return None
+
+
+def load_from_db(db_path: Path | str) -> tuple[list[Example], dict[str, list[Path]]]:
+    """(examples, negatives) from an rrg-local `library.db`, opened read-only.
+
+    Examples: every concept's reference and confirmed photos, concepts by name (case-insensitive), photos
+    by id. Negatives: `{concept: [path, ...]}` of the photos a person rejected for it (only concepts that
+    have some). A photo counts at its first existing path; a photo whose file is gone is skipped.
+    """
+    from rrg_local.db import connect
+
+    db_path = Path(db_path)
+    if not db_path.is_file():
+        raise FileNotFoundError(f"no rrg-local database at {db_path}")
+    conn = connect(db_path, readonly=True)
+    try:
+        rows = conn.execute(
+            "SELECT c.name, c.category, cp.role, cp.photo_id FROM concept_photos cp "
+            "JOIN concepts c ON c.id = cp.concept_id JOIN photos p ON p.id = cp.photo_id "
+            "WHERE p.missing = 0 ORDER BY c.name_key, cp.photo_id"
+        ).fetchall()
+        examples: list[Example] = []
+        negatives: dict[str, list[Path]] = {}
+        for name, category, role, photo_id in rows:
+            path = _first_existing(conn, photo_id)
+            if path is None:
+                continue
+            if role == "negative":
+                negatives.setdefault(name, []).append(path)
+            elif role in ("reference", "confirmed"):
+                examples.append(Example(name, category, path))
+        return examples, negatives
+    finally:
+        conn.close()
+
+
 def split_by_concept(
     examples: Sequence[Example], test_fraction: float = 0.2, seed: int = 0
 ) -> tuple[list[Example], list[Example]]:
@@ -122,16 +171,34 @@ class EmbeddingCache:
 
 
 def mine_games(
-    examples: Sequence[Example], embed: Embed, k: int = 3, seed: int = 0, cache: EmbeddingCache | None = None
+    examples: Sequence[Example],
+    embed: Embed,
+    k: int = 3,
+    seed: int = 0,
+    cache: EmbeddingCache | None = None,
+    extra_negatives: Mapping[str, Sequence[Path]] | None = None,
 ) -> list[Game]:
-    """One game per example (in order); candidates are shuffled with `seed`. Needs k-1 other concepts."""
+    """One game per example (in order); candidates are shuffled with `seed`. Needs k-1 other concepts.
+
+    `extra_negatives` (`{concept: [path, ...]}`, e.g. the photos a person rejected for the concept) are
+    candidates for the negatives of that concept's games, as `Example("", target category, path)` (they show
+    no known concept). They rank before the other concepts' photos, the most similar first: a rejected photo
+    is a hard negative by definition. A path already among the examples is not added again.
+    """
     if k < 2:
         raise ValueError("a game needs k >= 2 candidates")
     if len({e.concept for e in examples}) < k:
         raise ValueError(f"{k} candidates need at least {k} concepts")
-    vectors = (cache or EmbeddingCache()).embed([e.path for e in examples], embed)
+    cache = cache or EmbeddingCache()
+    vectors = cache.embed([e.path for e in examples], embed)
     sims = vectors @ vectors.T
     concepts = np.array([e.concept for e in examples])
+    known = {Path(e.path) for e in examples}
+    extras: dict[str, tuple[list[Path], np.ndarray]] = {}
+    for concept, paths in sorted((extra_negatives or {}).items()):
+        fresh = list(dict.fromkeys(Path(p) for p in paths if Path(p) not in known))
+        if fresh and concept in set(concepts.tolist()):
+            extras[concept] = (fresh, cache.embed(fresh, embed))
     rng = random.Random(seed)
     games = []
     for i, target in enumerate(examples):
@@ -144,7 +211,13 @@ def mine_games(
             if c not in best or sims[i, j] > sims[i, best[c]]:
                 best[c] = int(j)
         ranked = sorted(best.values(), key=lambda j: (examples[j].category != target.category, -sims[i, j], j))
-        candidates = [examples[positive]] + [examples[j] for j in ranked[: k - 1]]
+        negatives = [examples[j] for j in ranked]
+        if target.concept in extras:
+            paths, extra_vectors = extras[target.concept]
+            extra_sims = extra_vectors @ vectors[i]
+            order = sorted(range(len(paths)), key=lambda j: (-extra_sims[j], j))
+            negatives = [Example("", target.category, paths[j]) for j in order] + negatives
+        candidates = [examples[positive]] + negatives[: k - 1]
         order = list(range(k))
         rng.shuffle(order)
         games.append(Game(target, tuple(candidates[o] for o in order), order.index(0)))

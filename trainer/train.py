@@ -3,7 +3,9 @@
 `rrg-train train` calls `train(config)`; `bench/train_step.py` calls `setup` and `play_step` directly. Data:
 `trainer.data` loads the benchmark, keeps the train split (by concept) and mines one game per photo with
 `pixel_embedding`, a cheap downsampled-RGB vector; real runs can plug in the model's vision tower (or any
-`path -> unit vector` function) through `setup(..., embed=...)`. One step plays `targets_per_step` games:
+`path -> unit vector` function) through `setup(..., embed=...)`. With `db` set, the data is the user's
+rrg-local library instead (`load_from_db`): confirmed photos train too, and rejected ones become the hard
+negatives of their concept's games. One step plays `targets_per_step` games:
 the speaker (adapter on) samples G descriptions of each target, the listener (adapter off, `listener_p_yes`)
 scores every description against the K candidates, the reward is the game reward plus the weighted format
 and length rewards, and `trainer.grpo.grpo_step` updates the adapter once over all games.
@@ -29,7 +31,7 @@ import numpy as np
 
 from trainer import grpo
 from trainer.config import RESUMABLE_FIELDS, ConfigError, TrainConfig
-from trainer.data import Embed, Game, load_examples, mine_games, split_by_concept
+from trainer.data import Embed, Game, load_examples, load_from_db, mine_games, split_by_concept
 from trainer.rewards import binary_reward, combine, contrastive_reward, format_reward, length_penalty
 
 METRIC_KEYS = (
@@ -125,9 +127,14 @@ def setup(config: TrainConfig, adapter: Path | None = None, embed: Embed = pixel
     import torch
     from transformers import AutoImageProcessor, AutoTokenizer
 
-    examples = load_examples(Path(config.data_root), Path(config.categories))
+    config.check_data_source()
+    negatives: dict[str, list[Path]] = {}
+    if config.db:
+        examples, negatives = load_from_db(Path(config.db))
+    else:
+        examples = load_examples(Path(config.data_root), Path(config.categories))
     train_split, _ = split_by_concept(examples, config.test_fraction, config.seed)
-    games = mine_games(train_split, embed, k=config.K, seed=config.seed)
+    games = mine_games(train_split, embed, k=config.K, seed=config.seed, extra_negatives=negatives)
     torch.manual_seed(config.seed)
     model = load_model(config, adapter)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -236,7 +243,8 @@ def save_checkpoint(session: Session, run_dir: Path, step: int) -> None:
 def check_resumable(config: TrainConfig, run_dir: Path) -> None:
     saved = json.loads((run_dir / "run.json").read_text()).get("config", {})
     new = config.as_dict()
-    changed = sorted(k for k in new if k not in RESUMABLE_FIELDS and saved.get(k) != new[k])
+    defaults = TrainConfig().as_dict()  # a key the saved run predates had its default value
+    changed = sorted(k for k in new if k not in RESUMABLE_FIELDS and saved.get(k, defaults[k]) != new[k])
     if changed:
         raise ConfigError(f"{run_dir} was trained with a different config ({', '.join(changed)}); use a new out_dir")
 
