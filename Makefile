@@ -20,7 +20,7 @@ $(VENV)/.base: pyproject.toml
 # torch first, pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
 $(VENV)/.test: $(VENV)/.base
 	$(PIP) torch==2.13.0
-	$(PIP) -e '.[dev,vlm,embed,convert]'
+	$(PIP) -e '.[dev,vlm,embed,train]'
 	$(VENV)/bin/rrg-train fetch-converter
 	touch $@
 

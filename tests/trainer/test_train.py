@@ -93,6 +93,10 @@ def test_two_steps_write_metrics_and_a_trained_adapter(run_dir, tiny):
     run = json.loads((run_dir / "run.json").read_text())
     assert run["base"] == str(Path(tiny.hf_dir).resolve()) and run["name"] == "tiny-rrg"
     assert run["pre_tokenizer"] == "qwen2"
+    from PIL import Image  # the reward curve is plotted (matplotlib comes with the train extra)
+
+    with Image.open(run_dir / "reward.png") as plot:
+        assert plot.size[0] > 200 and plot.size[1] > 100
 
 
 def test_resume_runs_only_the_missing_step(run_dir, tmp_path):
