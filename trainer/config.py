@@ -40,7 +40,9 @@ class TrainConfig:
     test_fraction: float = field(default=0.2, metadata={"help": "share of concepts held out (never trained on)"})
     K: int = field(default=3, metadata={"help": "candidates per game (1 hard positive + K-1 hard negatives)"})
     group_size: int = field(default=4, metadata={"help": "descriptions sampled per target (G)"})
-    targets_per_step: int = field(default=1, metadata={"help": "target photos (games) per optimizer step"})
+    targets_per_step: int = field(
+        default=1, metadata={"help": "target photos (games) per optimizer step, split evenly across processes"}
+    )
     steps: int = field(default=100, metadata={"help": "total optimizer steps (a resumed run continues to this)"})
     lr: float = field(default=1e-5, metadata={"help": "AdamW learning rate"})
     temperature: float = field(default=1.0, metadata={"help": "speaker sampling temperature"})
@@ -53,7 +55,10 @@ class TrainConfig:
     format_weight: float = field(default=1.0, metadata={"help": "weight of the <coarse>/<detailed> format reward"})
     length_weight: float = field(default=1.0, metadata={"help": "weight of the length penalty"})
     save_every: int = field(default=50, metadata={"help": "checkpoint every N steps (and always at the end)"})
-    device: str = field(default="auto", metadata={"help": "auto (cuda if available, else cpu), cpu, cuda, cuda:N"})
+    device: str = field(
+        default="auto",
+        metadata={"help": "auto (cuda if available, else cpu), cpu, cuda, cuda:N; multi-process: cpu or auto"},
+    )
     dtype: str = field(default="auto", metadata={"help": "auto (bf16 on cuda, fp32 on cpu), float32, bfloat16, ..."})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for activation memory"})
     load_in_4bit: bool = field(default=False, metadata={"help": "QLoRA base weights (CUDA + bitsandbytes only)"})

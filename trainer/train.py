@@ -13,6 +13,13 @@ and length rewards, and `trainer.grpo.grpo_step` updates the adapter once over a
 The run folder is `trainer.export`'s layout: `run.json` (base, name, pre_tokenizer, plus the config) and
 `adapter/` (peft `save_pretrained`), plus `state.pt` (optimizer, step, RNG states) and `metrics.jsonl`.
 A run folder that has `state.pt` is resumed: same config (bar `RESUMABLE_FIELDS`), step count continued.
+
+Multi-process (data parallel, one process per GPU): launched by `torchrun --nproc_per_node N -m trainer.cli train
+--config FILE.yaml` or `accelerate launch --num_processes N -m trainer.cli train --config FILE.yaml`, `train`
+builds an `accelerate.Accelerator` (its device replaces `config.device`) and prepares the peft model (DDP) and
+optimizer. Each process plays its contiguous share of the step's `targets_per_step` games (which must divide
+evenly), DDP averages the LoRA gradients, and process 0 alone writes metrics (reduced over all games, in the
+single-process order), checkpoints and the progress bar. One process (no `WORLD_SIZE` > 1) runs exactly as before.
 """
 
 from __future__ import annotations
@@ -68,10 +75,14 @@ def games_for_step(games: Sequence[Game], step: int, per_step: int, seed: int) -
     return out
 
 
-def resolve_device(config: TrainConfig) -> tuple[Any, Any]:
+def resolve_device(config: TrainConfig, device: Any = None) -> tuple[Any, Any]:
+    """The torch device (`device` when given, e.g. the accelerator's; else `config.device`) and dtype."""
     import torch
 
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
+    if device is not None:
+        device = str(device)
+    else:
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
     if config.dtype == "auto":
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     else:
@@ -91,13 +102,15 @@ class Session:
     processor: Any
     optimizer: Any
     games: list[Game]
+    accelerator: Any = None  # multi-process runs: the `accelerate.Accelerator` (None: one process)
+    wrapped: Any = None  # multi-process runs: the DDP-wrapped `model` (forward + backward sync gradients)
 
 
-def load_model(config: TrainConfig, adapter: Path | None) -> Any:
+def load_model(config: TrainConfig, adapter: Path | None, device: Any = None) -> Any:
     """The base in the configured device/dtype, wrapped in a fresh LoRA or the saved `adapter` (trainable)."""
     from transformers import AutoModelForImageTextToText
 
-    device, dtype = resolve_device(config)
+    device, dtype = resolve_device(config, device)
     kwargs: dict[str, Any] = {"dtype": dtype}
     if config.load_in_4bit:
         import importlib.util
@@ -123,7 +136,9 @@ def load_model(config: TrainConfig, adapter: Path | None) -> Any:
     return PeftModel.from_pretrained(model, adapter, is_trainable=True)
 
 
-def setup(config: TrainConfig, adapter: Path | None = None, embed: Embed = pixel_embedding) -> Session:
+def setup(
+    config: TrainConfig, adapter: Path | None = None, embed: Embed = pixel_embedding, device: Any = None
+) -> Session:
     import torch
     from transformers import AutoImageProcessor, AutoTokenizer
 
@@ -136,7 +151,7 @@ def setup(config: TrainConfig, adapter: Path | None = None, embed: Embed = pixel
     train_split, _ = split_by_concept(examples, config.test_fraction, config.seed)
     games = mine_games(train_split, embed, k=config.K, seed=config.seed, extra_negatives=negatives)
     torch.manual_seed(config.seed)
-    model = load_model(config, adapter)
+    model = load_model(config, adapter, device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr)
     tokenizer = AutoTokenizer.from_pretrained(config.base)
@@ -151,15 +166,33 @@ def _open(path: Path) -> Any:
         return img.convert("RGB")
 
 
+class _Synced:
+    """The peft model for `grpo` (attributes, generate, adapter switch), whose calls go through its DDP wrapper."""
+
+    def __init__(self, wrapped: Any, model: Any) -> None:
+        self._wrapped, self._model = wrapped, model
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._wrapped(*args, **kwargs)
+
+
 def play_step(session: Session, games: Sequence[Game]) -> dict[str, float]:
-    """Sample, listen, reward and update once over `games`; returns the step's metrics (without `step`)."""
+    """Sample, listen, reward and update once over `games`; returns the step's metrics (without `step`).
+
+    In a multi-process session `games` is this process's share; the update's gradients are averaged over the
+    processes and the metrics returned (on every process) are those of all the processes' games together.
+    """
     cfg, model, tok, proc = session.config, session.model, session.tokenizer, session.processor
     gcfg = grpo_config(cfg)
     game_fn = contrastive_reward if cfg.reward == "contrastive" else binary_reward
     shape_fn = combine((format_reward, cfg.format_weight), (length_penalty, cfg.length_weight))
     times = {"t_sample": 0.0, "t_listener": 0.0}
     rollouts, rewards, game_rewards, formats, hits, lengths = [], [], [], [], [], []
-    model.eval()  # sampling keeps its KV cache; checkpointing (train mode) is only for the update
+    trained = model if session.wrapped is None else session.wrapped
+    trained.eval()  # sampling keeps its KV cache; checkpointing (train mode) is only for the update
     for game in games:
         start = time.perf_counter()
         prompt = grpo.encode_prompt(model, tok, proc, _open(game.target.path), grpo.speaker_chat(game.target.category))
@@ -182,20 +215,51 @@ def play_step(session: Session, games: Sequence[Game]) -> dict[str, float]:
         hits += [float(max(range(len(p)), key=p.__getitem__) == game.answer) for p in probs]
         lengths += [float(n) for n in rollout.mask.sum(dim=1).tolist()]
     start = time.perf_counter()
-    model.train(cfg.gradient_checkpointing)
-    stats = grpo.grpo_step(model, session.optimizer, rollouts, rewards, gcfg)
+    trained.train(cfg.gradient_checkpointing)
+    update_model = model if session.wrapped is None else _Synced(session.wrapped, model)
+    stats = grpo.grpo_step(update_model, session.optimizer, rollouts, rewards, gcfg)
     times["t_update"] = time.perf_counter() - start
-    flat = np.array([r for group in rewards for r in group], dtype=np.float64)
+    local = {"rewards": [r for group in rewards for r in group], "game_rewards": game_rewards, "hits": hits,
+             "formats": formats, "lengths": lengths, "stats": stats, "times": times}  # fmt: skip
+    parts = [local] if session.accelerator is None else _all_gather(local)
+    flat = np.array([r for part in parts for r in part["rewards"]], dtype=np.float64)
+
+    def mean(key: str) -> float:
+        return float(np.mean([x for part in parts for x in part[key]]))
+
+    stats = {k: float(np.mean([part["stats"][k] for part in parts])) for k in stats} if len(parts) > 1 else stats
+    times = {k: max(part["times"][k] for part in parts) for k in times}  # the slowest process's time
     return {
         "reward_mean": float(flat.mean()),
         "reward_std": float(flat.std()),
-        "game_reward": float(np.mean(game_rewards)),
-        "listener_acc": float(np.mean(hits)),
-        "format": float(np.mean(formats)),
+        "game_reward": mean("game_rewards"),
+        "listener_acc": mean("hits"),
+        "format": mean("formats"),
         **stats,
-        "completion_len": float(np.mean(lengths)),
+        "completion_len": mean("lengths"),
         **times,
     }
+
+
+def _all_gather(obj: Any) -> list[Any]:
+    """`obj` from every process, in rank order (a collective: every process must call it)."""
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def games_for_process(games: Sequence[Game], rank: int, world: int) -> list[Game]:
+    """Process `rank`'s contiguous share of a step's games (`len(games)` divisible by `world`).
+
+    >>> games_for_process(list("abcdef"), 1, 3)
+    ['c', 'd']
+    """
+    if len(games) % world:
+        raise ConfigError(f"targets_per_step ({len(games)}) must be a multiple of the process count ({world})")
+    share = len(games) // world
+    return list(games[rank * share : (rank + 1) * share])
 
 
 def _rng_state() -> dict[str, Any]:
@@ -224,8 +288,11 @@ def run_record(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
             "config": config.as_dict()}  # fmt: skip
 
 
-def save_checkpoint(session: Session, run_dir: Path, step: int) -> None:
-    """adapter/, run.json, then state.pt last (it marks the checkpoint complete); each replaced atomically."""
+def save_checkpoint(session: Session, run_dir: Path, step: int, rng_ranks: list | None = None) -> None:
+    """adapter/, run.json, then state.pt last (it marks the checkpoint complete); each replaced atomically.
+
+    `rng_ranks`: every process's RNG states (multi-process runs), so each one resumes its own stream.
+    """
     import torch
 
     tmp = run_dir / ".adapter.tmp"
@@ -236,6 +303,8 @@ def save_checkpoint(session: Session, run_dir: Path, step: int) -> None:
     (run_dir / ".run.json.tmp").write_text(json.dumps(run_record(session.config, run_dir), indent=2))
     os.replace(run_dir / ".run.json.tmp", run_dir / "run.json")
     state = {"step": step, "optimizer": session.optimizer.state_dict(), "rng": _rng_state()}
+    if rng_ranks is not None:
+        state["rng_ranks"] = rng_ranks
     torch.save(state, run_dir / ".state.pt.tmp")
     os.replace(run_dir / ".state.pt.tmp", run_dir / "state.pt")
 
@@ -276,6 +345,29 @@ def plot_rewards(run_dir: Path, rows: Sequence[dict]) -> Path | None:
     return run_dir / "reward.png"
 
 
+def _accelerator(config: TrainConfig) -> Any:
+    """An `accelerate.Accelerator` when launched as several processes (torchrun / accelerate launch), else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=config.device == "cpu" or not torch.cuda.is_available())
+
+
+def _dump_trainable(session: Session) -> None:
+    """Testing hook: with `RRG_TRAIN_DUMP_TRAINABLE=DIR`, each process saves its trainable tensors to DIR/rankN.pt."""
+    import torch
+
+    folder = os.environ.get("RRG_TRAIN_DUMP_TRAINABLE")
+    if not folder:
+        return
+    rank = 0 if session.accelerator is None else session.accelerator.process_index
+    params = {n: p.detach().cpu().clone() for n, p in session.model.named_parameters() if p.requires_grad}
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    torch.save(params, Path(folder) / f"rank{rank}.pt")
+
+
 def train(config: TrainConfig, embed: Embed = pixel_embedding) -> Path:
     """Train (or resume) the run in `config.out_dir` up to `config.steps`; returns the run folder."""
     import torch
@@ -283,33 +375,55 @@ def train(config: TrainConfig, embed: Embed = pixel_embedding) -> Path:
 
     if not config.out_dir:
         raise ConfigError("out_dir is required")
+    accelerator = _accelerator(config)
+    rank, world = (0, 1) if accelerator is None else (accelerator.process_index, accelerator.num_processes)
+    if config.targets_per_step % world:
+        raise ConfigError(f"targets_per_step ({config.targets_per_step}) must be a multiple of the process count "
+                          f"({world})")  # fmt: skip
+    main = rank == 0
     run_dir = Path(config.out_dir)
     resuming = (run_dir / "state.pt").is_file()
     if resuming:
         check_resumable(config, run_dir)
+    if accelerator is not None:
+        accelerator.wait_for_everyone()  # every process has looked for state.pt before process 0 writes
     run_dir.mkdir(parents=True, exist_ok=True)
-    session = setup(config, run_dir / "adapter" if resuming else None, embed)
+    device = None if accelerator is None else accelerator.device
+    session = setup(config, run_dir / "adapter" if resuming else None, embed, device)
     done = 0
     if resuming:
-        state = torch.load(run_dir / "state.pt", weights_only=False)
+        state = torch.load(run_dir / "state.pt", weights_only=False, map_location="cpu")
         session.optimizer.load_state_dict(state["optimizer"])
-        _set_rng_state(state["rng"])
+        ranks = state.get("rng_ranks")
+        _set_rng_state(ranks[rank] if ranks is not None and len(ranks) == world else state["rng"])
         done = int(state["step"])
-    rows = read_metrics(run_dir, upto=done)  # drop metrics of steps after the last checkpoint
-    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if accelerator is not None:
+        session.accelerator = accelerator
+        session.wrapped, session.optimizer = accelerator.prepare(session.model, session.optimizer)
+    rows = read_metrics(run_dir, upto=done) if main else []  # drop metrics of steps after the last checkpoint
+    if main:
+        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     columns = (TextColumn("step {task.completed}/{task.total}"), BarColumn(), TextColumn("{task.fields[info]}"),
                TimeElapsedColumn(), TimeRemainingColumn())  # fmt: skip
-    with Progress(*columns) as progress:
+    with Progress(*columns, disable=not main) as progress:
         task = progress.add_task("train", total=config.steps, completed=done, info="")
         for step in range(done + 1, config.steps + 1):
-            metrics = {"step": step, **play_step(session, games_for_step(session.games, step, config.targets_per_step,
-                                                                         config.seed))}  # fmt: skip
+            games = games_for_step(session.games, step, config.targets_per_step, config.seed)
+            metrics = {"step": step, **play_step(session, games_for_process(games, rank, world))}
             rows.append(metrics)
-            with (run_dir / "metrics.jsonl").open("a") as fh:
-                fh.write(json.dumps(metrics) + "\n")
+            if main:
+                with (run_dir / "metrics.jsonl").open("a") as fh:
+                    fh.write(json.dumps(metrics) + "\n")
             info = f"reward {metrics['reward_mean']:.3f} acc {metrics['listener_acc']:.2f}"
             progress.update(task, completed=step, info=info)
             if step % config.save_every == 0 or step == config.steps:
-                save_checkpoint(session, run_dir, step)
-                plot_rewards(run_dir, rows)
+                rng_ranks = None if accelerator is None else _all_gather(_rng_state())
+                if main:
+                    save_checkpoint(session, run_dir, step, rng_ranks)
+                    plot_rewards(run_dir, rows)
+                if accelerator is not None:
+                    accelerator.wait_for_everyone()
+    _dump_trainable(session)
+    if accelerator is not None:
+        accelerator.end_training()
     return run_dir
