@@ -20,7 +20,9 @@ $(VENV)/.base: pyproject.toml
 # torch first, pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
 $(VENV)/.test: $(VENV)/.base
 	$(PIP) torch==2.13.0
-	$(PIP) -e '.[dev,vlm,embed,train]'
+	$(PIP) -e '.[dev,vlm,embed,train,tui]'
+	# The terminal test drives `rrg tui` in a real tmux; without tmux (and no root for apt) it skips.
+	command -v tmux >/dev/null || (apt-get update -qq && apt-get install -y -qq tmux) || echo 'tmux unavailable'
 	$(VENV)/bin/rrg-train fetch-converter
 	touch $@
 

@@ -420,6 +420,15 @@ def demo(ctx: Context, fresh: bool) -> None:
     )
 
 
+@main.command()
+@pass_ctx
+def tui(ctx: Context) -> None:
+    """Open the terminal UI: browse the library, review tags, see concepts, ask questions."""
+    from tui.app import RRGApp
+
+    RRGApp(ctx.settings).run()
+
+
 def _register_commands() -> None:
     """The concept commands live in their own module; importing it registers them on `main`."""
     import rrg_local.cli_concepts  # noqa: F401

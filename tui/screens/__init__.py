@@ -1,0 +1,1 @@
+"""The TUI's screens, one small module each: library, photo, concepts, ask, activity, help."""

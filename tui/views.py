@@ -1,0 +1,89 @@
+"""Pure view logic of the TUI: filtering and formatting rows, and the concept details value.
+
+No Textual, no database: functions of values, tested directly. Screens call these to turn query
+results into table cells and text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rrg_local.concepts.store import Tag
+from rrg_local.library.query import PhotoRow
+
+MODEL_HOWTO = (
+    "No model is configured, so new concepts cannot be described and photos cannot be tagged yet.\n"
+    "Add one you have:  rrg model add NAME --gguf MODEL.gguf --mmproj MMPROJ.gguf\n"
+    "or download one:   rrg model pull REPO   (the only command that uses the network)"
+)
+
+
+@dataclass(frozen=True)
+class ConceptView:
+    """One concept with everything the Concepts screen shows about it."""
+
+    id: int
+    name: str
+    category: str
+    description: str
+    candidates: tuple[tuple[str, float | None, bool], ...] = ()  # (detailed text, score, chosen)
+    references: tuple[int, ...] = ()
+    confirmed: tuple[int, ...] = ()
+    negatives: tuple[int, ...] = ()
+
+
+def matches(row: PhotoRow, text: str) -> bool:
+    """A filter hit: the capture date starts with the text, or the path contains it (any case).
+
+    >>> row = {"taken_at": "2024-06-03T10:00:00", "path": "/pics/Beach/a.jpg"}
+    >>> matches(row, "2024-06"), matches(row, "beach"), matches(row, "2023")
+    (True, True, False)
+    """
+    text = text.strip()
+    if not text:
+        return True
+    return row["taken_at"].startswith(text) or text.casefold() in (row["path"] or "").casefold()
+
+
+def filter_rows(rows: list[PhotoRow], text: str) -> list[PhotoRow]:
+    return [r for r in rows if matches(r, text)]
+
+
+def photo_cells(row: PhotoRow) -> tuple[str, str, str, str, str]:
+    """(id, date, size, camera, path) as the library table shows them; size is width x height."""
+    return (
+        str(row["id"]),
+        row["taken_at"][:10],
+        f"{row['width']}x{row['height']}",
+        row["camera"] or "-",
+        row["path"] or "(missing)",
+    )
+
+
+def photo_meta(row: PhotoRow) -> str:
+    taken = row["taken_at"].replace("T", " ")
+    source = "" if row["taken_at_source"] == "exif" else f" (from {row['taken_at_source']})"
+    return (
+        f"photo {row['id']}\n"
+        f"date:       {taken}{source}\n"
+        f"camera:     {row['camera'] or '-'}\n"
+        f"dimensions: {row['width']} x {row['height']} {row['format']}\n"
+        f"path:       {row['path'] or '(missing)'}"
+    )
+
+
+def tag_cells(tag: Tag) -> tuple[str, str, str, str]:
+    score = "-" if tag.score is None else f"{tag.score:.2f}"
+    return (tag.concept, tag.status, score, (tag.reasoning or "").replace("\n", " "))
+
+
+def concept_details(c: ConceptView) -> str:
+    ids = lambda xs: ", ".join(map(str, xs)) or "-"  # noqa: E731
+    lines = [f"<{c.name}>  ({c.category})", "", c.description or "(no description yet)", ""]
+    lines.append("description candidates:" if c.candidates else "description candidates: none")
+    for text, score, chosen in c.candidates:
+        mark = "*" if chosen else " "
+        lines.append(f" {mark} {'-' if score is None else f'{score:.2f}'}  {text}")
+    lines += ["", f"references: {ids(c.references)}", f"confirmed:  {ids(c.confirmed)}"]
+    lines.append(f"negatives:  {ids(c.negatives)}")
+    return "\n".join(lines)
