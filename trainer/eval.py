@@ -15,8 +15,9 @@ run's adapter as speaker; the listener is the frozen base in both, as in trainin
    candidates are the *concepts* of the game's K candidate photos (the target's concept and K-1 hard
    negative concepts); the listener picks the concept whose description gets the highest
    P(Yes | target photo, description). This reuses the P(Yes) matrix (no extra model calls);
-5. captioning recall (GGUF only; None on HF): `tasks.identify` on each game's target photo with the K
-   candidate concepts, counting captions that contain `<target concept name>`.
+5. captioning recall: the identification answer's caption (`tasks.identify` on GGUF, the same script
+   replayed on HF) for each game's target photo with the K candidate concepts, counting captions that
+   contain `<target concept name>`.
 
 Backends: HF (`HFBackend`: base + peft adapter, adapter on for the speaker, off for the listener) and GGUF
 through the runtime (`GGUFBackend`: the run's merged export as speaker, the base's f16 GGUF as listener;
@@ -183,7 +184,44 @@ class HFBackend:
         return float(probs[0])
 
     def caption(self, path: Path, candidates: Sequence[Any]) -> str | None:
-        return None
+        """The runtime's identification answer, replayed: pick the label from its logits, then the caption.
+
+        Like the GGUF path (`tasks.identify(reasoning=False, caption=True)`): `{"Answer": "` is forced, the
+        label with the most probable first token is appended, then `", "Caption": "` and a greedy caption up
+        to its closing quote (no grammar here, so the text is cut at the first quote instead).
+        """
+        import torch
+
+        from rrg_local.vlm.answers import option_probs
+        from rrg_local.vlm.prompts import identification, letters
+        from rrg_local.vlm.protocol import ImageRef
+        from trainer import grpo
+
+        model, tok = self.model, self.tokenizer
+
+        def extend(prompt: Any, text: str) -> Any:
+            ids = tok(text, add_special_tokens=False, return_tensors="pt").input_ids
+            return grpo.Prompt(torch.cat([prompt.input_ids, ids], dim=1), prompt.pixel_values, prompt.image_grid_thw)
+
+        chat = _hf_chat(identification(ImageRef(path), candidates))
+        prompt = extend(grpo.encode_prompt(model, tok, self.processor, _open(path), chat), ANSWER_PREFIX)
+        labels = letters(len(candidates))
+        firsts = [tok(label, add_special_tokens=False).input_ids[0] for label in labels]
+        eos = grpo._eos_ids(model)
+        with torch.no_grad(), grpo.adapter_off(model):
+            logits = model(**grpo._model_inputs(model, prompt, None, 1)).logits[0, -1]
+            probs, _ = option_probs(logits.float().numpy(), firsts)
+            prompt = extend(prompt, f'{labels[int(probs.argmax())]}", "Caption": "')
+            out = model.generate(
+                **grpo._model_inputs(model, prompt, None, 1),
+                do_sample=False,
+                max_new_tokens=self.max_tokens,
+                suppress_tokens=grpo.suppressed_ids(model),
+                eos_token_id=eos,
+                pad_token_id=eos[-1],
+            )
+        text = tok.decode(out[0, prompt.input_ids.shape[1] :], skip_special_tokens=True)
+        return text.split('"')[0]
 
 
 class GGUFBackend:
