@@ -138,8 +138,6 @@ class HFBackend:
     def describe(self, example: Example, trained: bool) -> tuple[str, str]:
         import contextlib
 
-        import torch
-
         from rrg_local.vlm.prompts import parse_description
         from trainer import grpo
 
@@ -149,18 +147,9 @@ class HFBackend:
         prompt = grpo.encode_prompt(
             model, tok, self.processor, _open(example.path), grpo.speaker_chat(example.category)
         )
-        eos = grpo._eos_ids(model)
         ctx = contextlib.nullcontext() if trained else grpo.adapter_off(model)
-        with torch.no_grad(), ctx:
-            out = model.generate(
-                **grpo._model_inputs(model, prompt, None, 1),
-                do_sample=False,
-                max_new_tokens=self.max_tokens,
-                suppress_tokens=grpo.suppressed_ids(model),
-                eos_token_id=eos,
-                pad_token_id=eos[-1],
-            )
-        text = tok.decode(out[0, prompt.input_ids.shape[1] :], skip_special_tokens=True)
+        with ctx:
+            text = self._greedy(prompt)
         coarse, detailed = parse_description(text)
         return (coarse, detailed) if coarse or detailed else ("", " ".join(text.split()))
 
@@ -207,21 +196,30 @@ class HFBackend:
         prompt = extend(grpo.encode_prompt(model, tok, self.processor, _open(path), chat), ANSWER_PREFIX)
         labels = letters(len(candidates))
         firsts = [tok(label, add_special_tokens=False).input_ids[0] for label in labels]
-        eos = grpo._eos_ids(model)
         with torch.no_grad(), grpo.adapter_off(model):
             logits = model(**grpo._model_inputs(model, prompt, None, 1)).logits[0, -1]
             probs, _ = option_probs(logits.float().numpy(), firsts)
             prompt = extend(prompt, f'{labels[int(probs.argmax())]}", "Caption": "')
-            out = model.generate(
-                **grpo._model_inputs(model, prompt, None, 1),
+            text = self._greedy(prompt)
+        return text.split('"')[0]
+
+    def _greedy(self, prompt: Any) -> str:
+        """Greedy continuation of `prompt` (vision tokens suppressed), decoded; adapters as the caller set them."""
+        import torch
+
+        from trainer import grpo
+
+        eos = grpo._eos_ids(self.model)
+        with torch.no_grad():
+            out = self.model.generate(
+                **grpo._model_inputs(self.model, prompt, None, 1),
                 do_sample=False,
                 max_new_tokens=self.max_tokens,
-                suppress_tokens=grpo.suppressed_ids(model),
+                suppress_tokens=grpo.suppressed_ids(self.model),
                 eos_token_id=eos,
                 pad_token_id=eos[-1],
             )
-        text = tok.decode(out[0, prompt.input_ids.shape[1] :], skip_special_tokens=True)
-        return text.split('"')[0]
+        return self.tokenizer.decode(out[0, prompt.input_ids.shape[1] :], skip_special_tokens=True)
 
 
 class GGUFBackend:
