@@ -21,19 +21,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CATEGORIES = {"mug_red": "mug", "mug_blue": "mug", "dog_bo": "dog", "dog_rex": "dog"}
-
-
-def write_benchmark(root: Path) -> None:
-    from tests.conftest import draw_photo
-
-    for i, concept in enumerate(CATEGORIES):
-        (root / "photos" / concept).mkdir(parents=True)
-        for j in range(3):
-            draw_photo(10 * i + j, (112, 112)).save(root / "photos" / concept / f"{j}.jpg", quality=90)
-    rows = "".join(f"{c},{cat}\n" for c, cat in CATEGORIES.items())
-    (root / "categories.csv").write_text("concept,category\n" + rows)
-
 
 def time_group(root: Path, hf_dir: Path, group: int, args: argparse.Namespace) -> dict[str, float]:
     """Median seconds of each phase over `args.steps` steps, after one warm-up step."""
@@ -82,6 +69,8 @@ def main() -> None:
     hf_dir = tiny_gguf().hf_dir
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
+        from tests.conftest import write_benchmark
+
         write_benchmark(Path(tmp))
         for group in args.groups:
             results[group] = time_group(Path(tmp), hf_dir, group, args)

@@ -133,3 +133,21 @@ def plain(tiny_config):
     """The same model on the plain path: no KV reuse, every image encoded again."""
     with LlamaVisionModel(tiny_config, cache=False) as m:
         yield m
+
+
+# ---- a tiny benchmark layout for the trainer: ROOT/photos/<concept>/<n>.jpg + ROOT/categories.csv ---------
+
+BENCH_CATEGORIES = {"mug_red": "mug", "mug_blue": "mug", "dog_bo": "dog", "dog_rex": "dog"}
+# Trainer settings small enough for a CPU step in about a second on the tiny model.
+SMALL_TRAIN = {"K": 2, "group_size": 2, "targets_per_step": 2, "max_new_tokens": 8, "lora_r": 4, "lora_alpha": 8}
+
+
+def write_benchmark(root: Path, categories: dict[str, str] = BENCH_CATEGORIES, per_concept: int = 3) -> Path:
+    """Three 112 px photos per concept and the categories CSV; returns `root`."""
+    for i, concept in enumerate(categories):
+        (root / "photos" / concept).mkdir(parents=True)
+        for j in range(per_concept):
+            draw_photo(10 * i + j, (112, 112)).save(root / "photos" / concept / f"{j}.jpg", quality=90)
+    rows = "".join(f"{c},{cat}\n" for c, cat in categories.items())
+    (root / "categories.csv").write_text("concept,category\n" + rows)
+    return root

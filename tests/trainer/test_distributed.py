@@ -15,26 +15,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import draw_photo
+from tests.conftest import SMALL_TRAIN as SMALL
+from tests.conftest import write_benchmark
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 pytest.importorskip("accelerate")
 
-CATEGORIES = {"mug_red": "mug", "mug_blue": "mug", "dog_bo": "dog", "dog_rex": "dog"}
-SMALL = {"K": 2, "group_size": 2, "targets_per_step": 2, "max_new_tokens": 8, "lora_r": 4, "lora_alpha": 8}
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def config_file(tmp_path, tiny) -> Path:
-    for i, concept in enumerate(CATEGORIES):
-        (tmp_path / "photos" / concept).mkdir(parents=True)
-        for j in range(3):
-            draw_photo(10 * i + j, (112, 112)).save(tmp_path / "photos" / concept / f"{j}.jpg", quality=90)
-    rows = "".join(f"{c},{cat}\n" for c, cat in CATEGORIES.items())
-    (tmp_path / "categories.csv").write_text("concept,category\n" + rows)
+    write_benchmark(tmp_path)
     values = {
         "base": str(tiny.hf_dir),
         "data_root": str(tmp_path / "photos"),

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import draw_photo
+from tests.conftest import BENCH_CATEGORIES as CATEGORIES
+from tests.conftest import SMALL_TRAIN as SMALL
+from tests.conftest import write_benchmark
 from trainer import eval as eval_module
 from trainer.cli import main
 from trainer.eval import caption_hit, format_table, identification_accuracy, recognition_metrics
 
-CATEGORIES = {"mug_red": "mug", "mug_blue": "mug", "dog_bo": "dog", "dog_rex": "dog"}
-SMALL = {"K": 2, "group_size": 2, "targets_per_step": 2, "max_new_tokens": 8, "lora_r": 4, "lora_alpha": 8}
 # Measured on the tiny run: HF (f32) and the runtime (f16 GGUF) differ by at most 1.2e-4 in P(Yes).
 P_YES_TOLERANCE = 1e-3
 
@@ -80,11 +80,7 @@ def run_dir(tmp_path_factory, tiny) -> Path:
     from trainer.train import train
 
     root = tmp_path_factory.mktemp("evalbench")
-    for i, concept in enumerate(CATEGORIES):
-        (root / "photos" / concept).mkdir(parents=True)
-        for j in range(3):
-            draw_photo(10 * i + j, (112, 112)).save(root / "photos" / concept / f"{j}.jpg", quality=90)
-    (root / "categories.csv").write_text("concept,category\n" + "".join(f"{c},{k}\n" for c, k in CATEGORIES.items()))
+    write_benchmark(root)
     values = {
         "base": str(tiny.hf_dir),
         "data_root": str(root / "photos"),

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import draw_photo
+from tests.conftest import SMALL_TRAIN as SMALL
+from tests.conftest import write_benchmark
 from trainer import config as config_module
 from trainer.cli import main
 from trainer.config import ConfigError, TrainConfig, load_config
@@ -24,19 +25,12 @@ pytest.importorskip("peft")
 pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
 
 # 4 concepts x 3 photos in 2 categories; test_fraction 0 keeps all four for training.
-CATEGORIES = {"mug_red": "mug", "mug_blue": "mug", "dog_bo": "dog", "dog_rex": "dog"}
-SMALL = {"K": 2, "group_size": 2, "targets_per_step": 2, "max_new_tokens": 8, "lora_r": 4, "lora_alpha": 8}
 
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("bench")
-    for i, concept in enumerate(CATEGORIES):
-        (root / "photos" / concept).mkdir(parents=True)
-        for j in range(3):
-            draw_photo(10 * i + j, (112, 112)).save(root / "photos" / concept / f"{j}.jpg", quality=90)
-    rows = "".join(f"{c},{cat}\n" for c, cat in CATEGORIES.items())
-    (root / "categories.csv").write_text("concept,category\n" + rows)
+    write_benchmark(root)
     return root
 
 
