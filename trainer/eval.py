@@ -29,6 +29,7 @@ from the same chat (`grpo.speaker_chat`); the listener prompt is the same on bot
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,9 +38,16 @@ from typing import Any, Protocol
 import numpy as np
 
 from trainer.data import Example, Game, load_examples, mine_games, split_by_concept
+from trainer.grpo import ANSWER_PREFIX
+from trainer.grpo import hf_chat as _hf_chat
 
-ANSWER_PREFIX = '{"Answer": "'
-METRICS = ("positive", "negative", "weighted", "identification", "captioning")
+METRICS = ("positive", "negative", "weighted", "identification", "captioning", "context")
+# What a description of the object should leave out: where it is (scene, position) and how (pose, occlusion).
+CONTEXT = re.compile(
+    r"\b(beach|grass|kitchen|snow|living room|street|sofa|floor|table|background|outdoors?|indoors?|left|right|"
+    r"middle|cent(?:er|re)|corner|tilted|leaning|lying|standing|sitting|hidden|covered)\b",
+    re.I,
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,19 @@ class Metrics:
     captioning: float | None
     n_pairs: int
     n_games: int
+    context: float | None = None  # share of descriptions that mention scene, position or pose
+
+
+def context_share(descriptions: Sequence[tuple[str, str]]) -> float:
+    """Share of (coarse, detailed) descriptions that mention the scene, the position or the pose.
+
+    >>> context_share([("A photo of a red mug.", "The red mug has a star mark."),
+    ...                ("A photo of a red mug.", "The red mug is plain on the beach.")])
+    0.5
+    """
+    if not descriptions:
+        return float("nan")
+    return float(np.mean([bool(CONTEXT.search(" ".join(d))) for d in descriptions]))
 
 
 def recognition_metrics(p_yes: np.ndarray, photo_concepts: Sequence[int]) -> tuple[float, float, float]:
@@ -100,20 +121,6 @@ def _open(path: Path) -> Any:
 
     with Image.open(path) as img:
         return img.convert("RGB")
-
-
-def _hf_chat(messages: Sequence[Any]) -> list[dict]:
-    """Runtime `Message`s as an HF chat: images become `{"type": "image"}` parts, in place."""
-    from rrg_local.vlm.protocol import ImageRef
-
-    out = []
-    for m in messages:
-        if all(isinstance(p, str) for p in m.parts):
-            out.append({"role": m.role, "content": "".join(m.parts)})
-        else:
-            parts = [{"type": "image"} if isinstance(p, ImageRef) else {"type": "text", "text": p} for p in m.parts]
-            out.append({"role": m.role, "content": parts})
-    return out
 
 
 class HFBackend:
@@ -308,7 +315,9 @@ def evaluate(
     captions = [backend.caption(g.target.path, [concepts[i] for i in c]) for g, c in zip(games, cands, strict=True)]
     hits = [caption_hit(cap, g.target.concept) for g, cap in zip(games, captions, strict=True) if cap is not None]
     captioning = float(np.mean(hits)) if hits and len(hits) == len(games) else None
-    return Metrics(pos, neg, weighted, ident, captioning, int(p.size), len(games))
+    return Metrics(
+        pos, neg, weighted, ident, captioning, int(p.size), len(games), context_share(list(descriptions.values()))
+    )
 
 
 @dataclass

@@ -124,9 +124,35 @@ def speaker_chat(category: str) -> list[dict]:
     return chat("".join(p for p in user.parts if isinstance(p, str)), SPEAKER_SYSTEM)
 
 
-def listener_chat(description: str) -> list[dict]:
-    """A yes/no question whose first answer token is read by `listener_p_yes`."""
-    return chat(f"Does this description match the photo? Description: {description}\nAnswer Yes or No.")
+LISTENER_NAME = "Bo"
+ANSWER_PREFIX = '{"Answer": "'
+
+
+def listener_chat(description: str, category: str = "object") -> list[dict]:
+    """The runtime's recognition prompt (`rrg_local.vlm.prompts.recognition`) for a speaker's description.
+
+    `description` may be the speaker's raw answer: its `<coarse>`/`<detailed>` parts are read when present.
+    The concept is called `LISTENER_NAME` (a name says nothing about the photo).
+    """
+    from rrg_local.vlm.prompts import ConceptText, parse_description, recognition
+    from rrg_local.vlm.protocol import ImageRef
+
+    coarse, detailed = parse_description(description)
+    if not (coarse or detailed):
+        detailed = " ".join(description.split())
+    return hf_chat(recognition(ImageRef(b""), ConceptText(LISTENER_NAME, category, coarse, detailed)))
+
+
+def hf_chat(messages: Sequence[Any]) -> list[dict]:
+    """Runtime `Message`s as an HF chat: images become `{"type": "image"}` parts, in place."""
+    out = []
+    for m in messages:
+        if all(isinstance(p, str) for p in m.parts):
+            out.append({"role": m.role, "content": "".join(m.parts)})
+        else:
+            parts = [{"type": "text", "text": p} if isinstance(p, str) else {"type": "image"} for p in m.parts]
+            out.append({"role": m.role, "content": parts})
+    return out
 
 
 def encode_prompt(model: Any, tokenizer: Any, image_processor: Any, image: Any, messages: list[dict]) -> Prompt:
@@ -237,15 +263,31 @@ def adapter_off(model: Any):
     return model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
 
 
-def listener_p_yes(model: Any, tokenizer: Any, image_processor: Any, image: Any, description: str) -> float:
-    """P(Yes | image, description): the softmax mass of "Yes"'s first token as the first answer token, base model."""
+def listener_prompt(
+    model: Any, tokenizer: Any, image_processor: Any, image: Any, description: str, category: str = "object"
+) -> Prompt:
+    """The recognition prompt with the runtime's forced answer prefix, ready for the Yes/No token."""
     import torch
 
-    prompt = encode_prompt(model, tokenizer, image_processor, image, listener_chat(description))
-    yes = tokenizer("Yes", add_special_tokens=False).input_ids[0]
+    prompt = encode_prompt(model, tokenizer, image_processor, image, listener_chat(description, category))
+    forced = tokenizer(ANSWER_PREFIX, add_special_tokens=False, return_tensors="pt").input_ids
+    return Prompt(torch.cat([prompt.input_ids, forced], dim=1), prompt.pixel_values, prompt.image_grid_thw)
+
+
+def listener_p_yes(
+    model: Any, tokenizer: Any, image_processor: Any, image: Any, description: str, category: str = "object"
+) -> float:
+    """P(Yes | image, description) from the base model (adapter off), read as the runtime reads it: the
+    recognition prompt, `{"Answer": "` forced, Yes vs No at the next token (renormalised over the two)."""
+    import torch
+
+    from rrg_local.vlm.answers import option_probs
+
+    prompt = listener_prompt(model, tokenizer, image_processor, image, description, category)
+    options = [tokenizer(o, add_special_tokens=False).input_ids[0] for o in ("Yes", "No")]
     with torch.no_grad(), adapter_off(model):
         logits = model(**_model_inputs(model, prompt, None, 1)).logits[0, -1]
-    return float(torch.softmax(logits.float(), dim=-1)[yes])
+    return float(option_probs(logits.float().numpy(), options)[0][0])
 
 
 def grpo_step(

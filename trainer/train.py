@@ -204,7 +204,10 @@ def play_step(session: Session, games: Sequence[Game]) -> dict[str, float]:
         times["t_sample"] += time.perf_counter() - start
         start = time.perf_counter()
         images = [_open(c.path) for c in game.candidates]
-        probs = [[grpo.listener_p_yes(model, tok, proc, img, text) for img in images] for text in texts]
+        probs = [
+            [grpo.listener_p_yes(model, tok, proc, img, text, game.target.category) for img in images]
+            for text in texts
+        ]
         times["t_listener"] += time.perf_counter() - start
         played = [game_fn(p, game.answer) for p in probs]
         shaped = shape_fn(texts)

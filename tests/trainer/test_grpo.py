@@ -108,8 +108,10 @@ def test_listener_reads_the_base_model(tiny_dir, parts):
     image = draw_photo(4, (56, 56))
     p_yes = grpo.listener_p_yes(model, tok, proc, image, "A photo of a red mug.")
 
-    prompt = grpo.encode_prompt(model, tok, proc, image, grpo.listener_chat("A photo of a red mug."))
-    yes = tok("Yes", add_special_tokens=False).input_ids[0]
+    prompt = grpo.listener_prompt(model, tok, proc, image, "A photo of a red mug.")
+    text = tok.decode(prompt.input_ids[0])
+    assert "Is <Bo> in this photo?" in text and text.endswith('<|im_start|>assistant\n{"Answer": "')
+    yes, no = (tok(o, add_special_tokens=False).input_ids[0] for o in ("Yes", "No"))
     ids = prompt.input_ids
     with torch.no_grad():
         logits = model(
@@ -118,7 +120,8 @@ def test_listener_reads_the_base_model(tiny_dir, parts):
             pixel_values=prompt.pixel_values,
             image_grid_thw=prompt.image_grid_thw,
         ).logits[0, -1]
-    assert p_yes == pytest.approx(float(torch.softmax(logits, -1)[yes]), rel=1e-5)
+    pair = torch.softmax(logits, -1)[[yes, no]]
+    assert p_yes == pytest.approx(float(pair[0] / pair.sum()), rel=1e-5)
 
     with torch.no_grad():  # a visibly different adapter changes the speaker but not the listener
         for name, p in model.named_parameters():
