@@ -6,8 +6,6 @@ settings once (`RRG_HOME` honoured) and opens the database itself; nothing happe
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import sys
 import threading
@@ -323,17 +321,34 @@ def _registry_call(fn, *args, **kwargs):
 @click.option("--mmproj", required=True, type=click.Path(path_type=Path), help="The vision projector GGUF.")
 @click.option("--chat-format", default=None, help="Override the chat template (default: the GGUF's own).")
 @click.option("--lora", type=click.Path(path_type=Path), help="A GGUF LoRA adapter to apply (rrg-train export).")
+@click.option(
+    "--lora-scope",
+    type=click.Choice(["all", "speaker"]),
+    default="all",
+    show_default=True,
+    help="speaker: apply the LoRA only when describing concepts (an RRG speaker adapter).",
+)
+@click.option("--image-max-tokens", type=int, help="Cap on image tokens (a small model's training size).")
 @click.option("--use", "use_it", is_flag=True, help="Make it the model in use.")
 @pass_ctx
 def model_add(
-    ctx: Context, name: str, gguf: Path, mmproj: Path, chat_format: str | None, lora: Path | None, use_it: bool
+    ctx: Context,
+    name: str,
+    gguf: Path,
+    mmproj: Path,
+    chat_format: str | None,
+    lora: Path | None,
+    lora_scope: str,
+    image_max_tokens: int | None,
+    use_it: bool,
 ) -> None:
     """Register a GGUF pair under NAME (both files are checked first)."""
     from rrg_local.vlm import registry
 
     entry = _registry_call(
-        registry.add, ctx.settings, name, gguf, mmproj, chat_format=chat_format, use=use_it, lora=lora
-    )
+        registry.add, ctx.settings, name, gguf, mmproj, chat_format=chat_format, use=use_it, lora=lora,
+        lora_scope=lora_scope, image_max_tokens=image_max_tokens,
+    )  # fmt: skip
     click.echo(f"added model {entry.name}: {entry.gguf} + {entry.mmproj}")
 
 
@@ -379,45 +394,45 @@ def model_pull(ctx: Context, repo: str, name: str | None, quant: str) -> None:
 
 
 @main.command()
-@click.option("--fresh", is_flag=True, help="Regenerate the demo library and index from scratch.")
+@click.option("--fresh", is_flag=True, help="Start over: regenerate the demo library, index, concepts and tags.")
+@click.option("--tui", "open_tui", is_flag=True, help="Then open the terminal UI on the demo library.")
 @pass_ctx
-def demo(ctx: Context, fresh: bool) -> None:
-    """Generate the demo photo library, index it and show what the index knows. Uses its own home."""
-    from rrg_local.db import open_db
-    from rrg_local.demo.library import generate_library
-    from rrg_local.library.dupes import group_near_duplicates
-    from rrg_local.library.query import list_photos, phashes, status
+def demo(ctx: Context, fresh: bool, open_tui: bool) -> None:
+    """The whole product on a generated library with the shipped demo model, scored against ground truth.
 
-    home = ctx.settings.home / "demo"
-    settings = replace(ctx.settings, home=home, folders=(home / "library",))
-    library = home / "library"
-    if fresh and home.exists():
-        shutil.rmtree(home)
-    if not library.exists():
-        tmp = home / "library.partial"
-        shutil.rmtree(tmp, ignore_errors=True)
-        files = generate_library(tmp)
-        os.replace(tmp, library)
-        click.echo(f"generated demo library: {len(files)} files in {library}")
-    db = open_db(settings.db_path)
-    report = _run_scan(settings, db, [library])
-    click.echo(_summary(report, settings))
-    rows = list_photos(db)
-    click.echo(f"\n{len(rows)} photos by capture date:")
-    for r in rows:
-        click.echo(
-            f"  {r['taken_at']} ({r['taken_at_source']:<5}) {r['width']:>4}x{r['height']:<4} "
-            f"{(r['camera'] or '-'):<16} {os.path.relpath(r['path'], library)}"
-        )
-    click.echo("\nnear-duplicate groups:")
-    by_id = {r["id"]: r for r in rows}
-    for group in group_near_duplicates(phashes(db)):
-        click.echo("  " + "  ~  ".join(os.path.relpath(by_id[p]["path"], library) for p in group))
-    s = status(db)
+    Uses its own home (<home>/demo): generates the library, indexes it, teaches 6 personal objects from 3
+    photos each, auto-tags the library, reports tag precision and recall, and answers a few questions.
+    """
+    from rrg_local.demo.run import DemoError, demo_settings, run_demo
+    from rrg_local.vlm.protocol import VisionError
+
+    try:
+        report = run_demo(ctx.settings, fresh=fresh, echo=click.echo)
+    except (DemoError, VisionError) as exc:
+        _fail(str(exc))
+    t = report.tagging
     click.echo(
-        f"\nindex: {s['photos']} photos, {s['paths']} paths, {s['errors']} bad files, "
-        f"{s['pending_jobs']} jobs queued for later stages; data in {home}"
+        f"\nauto-tagged {t['photos']} photos: {t['stage2_photos']} went to stage 2, {t['vlm_calls']} VLM calls "
+        f"({t['vlm_calls'] / max(1, t['photos']):.2f} per photo; naive: {len(report.concepts)} per photo), "
+        f"{t['suggestions']} tags"
     )
+    s = report.score
+    click.echo(
+        f"tags vs ground truth (reference photos excluded): precision {s.precision:.2f} ({s.tp}/{s.tp + s.fp}), "
+        f"recall {s.recall:.2f} ({s.tp}/{s.tp + s.fn})"
+    )
+    click.echo("\nquestions:")
+    for q in report.questions:
+        about = f"  [photo {q['photo']}]" if q["photo"] else ""
+        click.echo(f"? {q['question']}{about}")
+        for line in q["answer"].splitlines():
+            click.echo(f"  {line}")
+    times = ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in report.timings.items())
+    click.echo(f"\ntimes: {times}; data in {report.home}")
+    if open_tui:
+        from tui.app import RRGApp
+
+        RRGApp(demo_settings(ctx.settings)).run()
 
 
 @main.command()

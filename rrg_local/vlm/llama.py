@@ -72,6 +72,9 @@ class LlamaConfig:
     embed_cache_mb: int = 256
     use_gpu: bool = True
     lora: Path | None = None  # a GGUF LoRA adapter applied at load time (`rrg-train export` writes one)
+    # "all": the LoRA changes every call; "speaker": only describing (`run(..., role="speaker")`), so the
+    # listener stays the base model, as in RRG training (switching drops the KV cache, not the image cache).
+    lora_scope: str = "all"
 
 
 def free_cores() -> int:
@@ -147,6 +150,8 @@ class LlamaVisionModel:
         check_gguf(config.mmproj, "mmproj")
         if config.lora is not None:
             check_gguf(config.lora, "LoRA adapter")
+        if config.lora_scope not in ("all", "speaker"):
+            raise ValueError(f"lora_scope must be 'all' or 'speaker', not {config.lora_scope!r}")
         self.config = config
         self.cache = cache
         self.stats = Stats()
@@ -156,6 +161,7 @@ class LlamaVisionModel:
         self._batch = None
         self._items: list[tuple] = []  # the KV cache: ("t", token, pos) / ("i", key, pos, n_pos, n_tokens)
         self._n_past = 0
+        self._lora_on = config.lora is not None  # llama-cpp-python applies it at load
         self._embeds: OrderedDict[str, np.ndarray] = OrderedDict()
         self._embed_bytes = 0
         self.info = ModelInfo(
@@ -238,6 +244,7 @@ class LlamaVisionModel:
             self._llm.close()
             self._llm = self._mctx = self._batch = None
             self._items, self._n_past = [], 0
+            self._lora_on = self.config.lora is not None
 
     def __enter__(self) -> LlamaVisionModel:
         return self
@@ -248,10 +255,17 @@ class LlamaVisionModel:
     # ---- public API ---------------------------------------------------------------------------
 
     def run(
-        self, messages: Sequence[Message], steps: Sequence[Step], *, seed: int = 0, on_text: OnText | None = None
+        self,
+        messages: Sequence[Message],
+        steps: Sequence[Step],
+        *,
+        seed: int = 0,
+        on_text: OnText | None = None,
+        role: str = "listener",
     ) -> ScriptResult:
         with self._lock:
             self._ensure_loaded()
+            self._apply_lora(role)
             segments, release = self._tokenize(messages)
             try:
                 self._prefill(segments)
@@ -263,9 +277,10 @@ class LlamaVisionModel:
         """The raw next-token logits after the generation prompt and `prefix` (for checks and probes)."""
         return self.run_logits(messages, [Force(prefix)] if prefix else [])
 
-    def run_logits(self, messages: Sequence[Message], steps: Sequence[Step]) -> np.ndarray:
+    def run_logits(self, messages: Sequence[Message], steps: Sequence[Step], role: str = "listener") -> np.ndarray:
         with self._lock:
             self._ensure_loaded()
+            self._apply_lora(role)
             segments, release = self._tokenize(messages)
             try:
                 self._prefill(segments)
@@ -375,6 +390,29 @@ class LlamaVisionModel:
         return segments, release
 
     # ---- evaluation ---------------------------------------------------------------------------
+
+    def _apply_lora(self, role: str) -> None:
+        """Switch the LoRA on or off for this call's role (only with `lora_scope="speaker"`)."""
+        import ctypes
+
+        import llama_cpp
+
+        cfg = self.config
+        if cfg.lora is None or cfg.lora_scope == "all":
+            return
+        want = role == "speaker"
+        if want == self._lora_on:
+            return
+        adapter = self._llm._lora_adapter
+        if want:
+            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
+            failed = llama_cpp.llama_set_adapters_lora(self._llm.ctx, adapters, 1, (ctypes.c_float * 1)(1.0))
+        else:
+            failed = llama_cpp.llama_set_adapters_lora(self._llm.ctx, None, 0, None)
+        if failed:
+            raise ModelError(f"cannot switch the LoRA adapter {cfg.lora}")
+        self._truncate(0)  # what the cache holds was computed with the other weights
+        self._lora_on = want
 
     def _prefill(self, segments: list[_Segment]) -> None:
         """Bring the KV cache to exactly `segments`, evaluating only what differs from what it holds."""

@@ -102,9 +102,16 @@ class VisionModel(Protocol):
     info: ModelInfo
 
     def run(
-        self, messages: Sequence[Message], steps: Sequence[Step], *, seed: int = 0, on_text: OnText | None = None
+        self,
+        messages: Sequence[Message],
+        steps: Sequence[Step],
+        *,
+        seed: int = 0,
+        on_text: OnText | None = None,
+        role: str = "listener",
     ) -> ScriptResult:
-        """Run `steps` after the chat's generation prompt; `on_text` streams generated text."""
+        """Run `steps` after the chat's generation prompt; `on_text` streams generated text. `role` is
+        "speaker" when describing a concept (a model may apply a speaker-only adapter), else "listener"."""
         ...
 
     def embed_image(self, image: ImageRef):

@@ -35,6 +35,7 @@ class ModelEntry:
     chat_format: str | None = None
     image_max_tokens: int | None = None
     lora: Path | None = None  # a GGUF LoRA applied to `gguf` at load time
+    lora_scope: str = "all"  # "speaker": only when describing concepts (see LlamaConfig)
 
 
 def _path(settings: Settings) -> Path:
@@ -104,6 +105,8 @@ def add(
     chat_format: str | None = None,
     use: bool = False,
     lora: Path | None = None,
+    image_max_tokens: int | None = None,
+    lora_scope: str = "all",
 ) -> ModelEntry:
     if not _NAME.match(name):
         raise RegistryError(f"model name {name!r}: use letters, digits, '.', '_' or '-'")
@@ -118,11 +121,13 @@ def add(
         {"gguf": str(gguf), "mmproj": str(mmproj)}
         | ({"chat_format": chat_format} if chat_format else {})
         | ({"lora": str(lora)} if lora else {})
+        | ({"image_max_tokens": int(image_max_tokens)} if image_max_tokens else {})
+        | ({"lora_scope": lora_scope} if lora and lora_scope != "all" else {})
     )
     if use or "default" not in data:
         data["default"] = name
     _save(settings, data)
-    return ModelEntry(name, gguf, mmproj, chat_format, lora=lora)
+    return ModelEntry(name, gguf, mmproj, chat_format, image_max_tokens, lora=lora, lora_scope=lora_scope)
 
 
 def entries(settings: Settings) -> tuple[list[ModelEntry], str | None]:
@@ -135,6 +140,7 @@ def entries(settings: Settings) -> tuple[list[ModelEntry], str | None]:
             m.get("chat_format"),
             m.get("image_max_tokens"),
             Path(m["lora"]) if m.get("lora") else None,
+            m.get("lora_scope", "all"),
         )
         for name, m in sorted(data.get("models", {}).items())
     ]
@@ -171,7 +177,7 @@ def open_model(settings: Settings, name: str | None = None, **overrides):
     if entry.lora is not None:
         check_lora(entry.lora)
     kw = {"image_max_tokens": entry.image_max_tokens} if entry.image_max_tokens else {}
-    kw |= {"lora": entry.lora} if entry.lora else {}
+    kw |= {"lora": entry.lora, "lora_scope": entry.lora_scope} if entry.lora else {}
     return LlamaVisionModel(
         LlamaConfig(
             model=entry.gguf, mmproj=entry.mmproj, name=entry.name, max_pixels=settings.max_pixels, **kw | overrides

@@ -50,7 +50,7 @@ def describe(
             close="</detailed>",
         ),
     ]
-    result = model.run(prompts.speaker(image, category), steps, seed=seed)
+    result = model.run(prompts.speaker(image, category), steps, seed=seed, role="speaker")
     coarse, detailed = prompts.parse_description(result.text)
     return Description(coarse=coarse, detailed=detailed, raw=result.text)
 

@@ -95,3 +95,27 @@ def test_registry_applies_an_exported_lora(run_dir, tiny, settings):
     with LlamaVisionModel(LlamaConfig(model=result.text, mmproj=result.mmproj, n_threads=1)) as merged:
         m = merged.next_token_logits(msgs)
     assert np.array_equal(a, b) and np.abs(a - m).max() < 2e-3
+
+
+def test_speaker_scoped_lora_changes_describing_only(run_dir, tiny, settings):
+    from rrg_local.vlm import registry
+    from rrg_local.vlm.llama import LlamaConfig, LlamaVisionModel
+    from rrg_local.vlm.prompts import question
+    from rrg_local.vlm.protocol import Force
+    from trainer.export import export_run
+
+    result = export_run(run_dir, quant=())
+    base = tiny.pair("f16")
+    registry.add(settings, "tiny-speaker", base.text, base.mmproj, lora=result.lora, lora_scope="speaker", use=True)
+    assert registry.get(settings).lora_scope == "speaker"
+    msgs = question(None, "What is in this photo?")
+    with LlamaVisionModel(LlamaConfig(model=base.text, mmproj=base.mmproj, n_threads=1)) as plain:
+        want_base = plain.next_token_logits(msgs)
+    with LlamaVisionModel(LlamaConfig(model=result.text, mmproj=result.mmproj, n_threads=1)) as merged:
+        want_lora = merged.next_token_logits(msgs)
+    with registry.open_model(settings, n_threads=1) as m:
+        # listener, speaker, listener again: each switch drops the KV cache computed with the other weights
+        got = [m.run_logits(msgs, [Force("")], role=r) for r in ("listener", "speaker", "listener", "speaker")]
+    assert np.abs(got[0] - want_base).max() < 1e-4 and np.abs(got[2] - want_base).max() < 1e-4
+    assert np.abs(got[1] - want_lora).max() < 2e-3 and np.abs(got[3] - want_lora).max() < 2e-3
+    assert np.abs(want_lora - want_base).max() > 1e-2
