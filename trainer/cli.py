@@ -54,6 +54,27 @@ def tiny_cmd(out: Path | None, quant: tuple[str, ...]) -> None:
         click.echo(f"copied\t{out}")
 
 
+@main.command("demo-model", context_settings={"ignore_unknown_options": True})
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="The build folder.")
+@click.option("--ship", is_flag=True, help="Copy the result into rrg_local/demo/model with its manifest.")
+@click.argument("overrides", nargs=-1)
+def demo_model_cmd(out: Path, ship: bool, overrides: tuple[str, ...]) -> None:
+    """Build the demo model: pre-train on the demo world, RRG-train the speaker, export GGUF (resumable).
+
+    OVERRIDES are key=value: pretrain.steps=2200, pretrain.batch=32, rrg.steps=120, bench_concepts=36.
+    """
+    from trainer import demo_build
+
+    try:
+        config = demo_build.config_with(overrides)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise click.ClickException(f"bad override: {exc}") from exc
+    record = demo_build.build(config, out, log=lambda line: click.echo(line, err=True))
+    click.echo(f"text\t{record['text']}\nmmproj\t{record['mmproj']}")
+    if ship:
+        click.echo(f"shipped\t{demo_build.ship(out)}")
+
+
 @main.command("export")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--quant", multiple=True, default=("Q4_K_M",), show_default=True, help="Text quantizations (repeat).")

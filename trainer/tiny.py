@@ -214,14 +214,17 @@ def preprocessor_config(config: TinyConfig) -> dict:
     }
 
 
-def build_tiny(out_dir: Path, config: TinyConfig = TinyConfig()) -> Path:
-    """Write a complete, seeded HF Qwen2-VL folder for `config` into `out_dir` and return it."""
+def build_tiny(out_dir: Path, config: TinyConfig = TinyConfig(), corpus: tuple[str, ...] = ()) -> Path:
+    """Write a complete, seeded HF Qwen2-VL folder for `config` into `out_dir` and return it.
+
+    `corpus`: extra lines for the tokenizer (a model trained on a known domain wants its words whole).
+    """
     import torch
     from transformers import Qwen2VLForConditionalGeneration
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = train_tokenizer(config.bpe_vocab)
+    tokenizer = train_tokenizer(config.bpe_vocab, corpus)
     token_ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
     threads = torch.get_num_threads()
     # A tiny init gains nothing from threads (2 threads were slower on 2-core VMs); a real-size one does.

@@ -104,8 +104,8 @@ def corpus() -> list[str]:
     return lines
 
 
-def train_tokenizer(bpe_vocab: int = 640):
-    """Train the BPE on `corpus()` and return a transformers `Qwen2Tokenizer` with Qwen2-VL's special tokens."""
+def train_tokenizer(bpe_vocab: int = 640, extra: tuple[str, ...] = ()):
+    """Train the BPE on `corpus()` plus `extra` lines; a transformers `Qwen2Tokenizer` with Qwen2-VL's specials."""
     from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
     from transformers import AddedToken, Qwen2Tokenizer
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
@@ -125,7 +125,7 @@ def train_tokenizer(bpe_vocab: int = 640):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         special_tokens=[],
     )
-    bpe.train_from_iterator(corpus(), trainer=trainer)
+    bpe.train_from_iterator(corpus() + list(extra), trainer=trainer)
     model = bpe.get_vocab(with_added_tokens=False)
     tokenizer = Qwen2Tokenizer(
         vocab=dict(sorted(model.items(), key=lambda kv: kv[1])),

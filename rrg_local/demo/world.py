@@ -18,6 +18,7 @@ import csv
 import json
 import random
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -56,9 +57,13 @@ class WorldManifest:
     truth_path: Path
 
 
-def make_concepts(rng: random.Random, n: int) -> tuple[dict[str, Concept], dict[str, str]]:
+def make_concepts(
+    rng: random.Random, n: int, accept: Callable[[Concept], bool] | None = None
+) -> tuple[dict[str, Concept], dict[str, str]]:
     """`n` named concepts and their look-alike groups: per category in turn, one random concept and then
-    look-alikes of it (each one attribute apart from the first). Names are `<category>-<k>`, e.g. `mug-2`."""
+    look-alikes of it (each one attribute apart from the first). Names are `<category>-<k>`, e.g. `mug-2`.
+    `accept` restricts the draw (a train or held-out split)."""
+    ok = accept or (lambda c: True)
     per_category = -(-n // len(CATEGORIES))
     group_size = max(2, min(per_category, 6))
     concepts: dict[str, Concept] = {}
@@ -67,9 +72,9 @@ def make_concepts(rng: random.Random, n: int) -> tuple[dict[str, Concept], dict[
     while len(concepts) < n:
         category = CATEGORIES[group % len(CATEGORIES)]
         base = random_concept(rng, category)
-        if base in concepts.values():
+        if base in concepts.values() or not ok(base):
             continue
-        others = [c for c in lookalikes(base, rng) if c not in concepts.values()]
+        others = [c for c in lookalikes(base, rng) if c not in concepts.values() and ok(c)]
         rng.shuffle(others)  # which attribute tells a pair apart varies from group to group
         members = [base, *others]
         for concept in members[: min(group_size, n - len(concepts))]:
@@ -167,13 +172,20 @@ def generate_world_library(
 
 
 def generate_benchmark(
-    dest: Path, *, seed: int = 0, n_concepts: int = 12, photos_per_concept: int = 5, size: int = 224
+    dest: Path,
+    *,
+    seed: int = 0,
+    n_concepts: int = 12,
+    photos_per_concept: int = 5,
+    size: int = 224,
+    accept: Callable[[Concept], bool] | None = None,
 ) -> WorldManifest:
-    """Write `dest/<concept>/<nn>.jpg`, `dest/categories.csv` and `dest/truth.json`; deterministic for `seed`."""
+    """Write `dest/<concept>/<nn>.jpg`, `dest/categories.csv` and `dest/truth.json`; deterministic for `seed`.
+    `accept` restricts which concepts may appear (see `make_concepts`)."""
     rng = random.Random(seed)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    concepts, groups = make_concepts(rng, n_concepts)
+    concepts, groups = make_concepts(rng, n_concepts, accept)
     names = {c: n for n, c in concepts.items()}
     files: dict[str, dict] = {}
     for name, concept in concepts.items():

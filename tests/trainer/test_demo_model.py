@@ -1,0 +1,77 @@
+"""Demo-model pre-training: answers are the only loss, runs resume exactly, and a few steps already learn."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from trainer import demo_model as dm  # noqa: E402
+from trainer.tiny import TinyConfig  # noqa: E402
+
+SMALL = TinyConfig(
+    bpe_vocab=900, hidden_size=64, intermediate_size=128, num_layers=1, vision_embed_dim=32, vision_depth=1,
+    vision_heads=2, min_pixels=56 * 56, max_pixels=56 * 56, tie_word_embeddings=True,
+)  # fmt: skip
+
+
+def small(**kw) -> dm.DemoConfig:
+    base = dict(shape=SMALL, steps=6, batch=4, lr=3e-3, warmup=2, photo_size=96, threads=1, eval_every=1000,
+                eval_size=4, checkpoint_every=1000, bf16=False)  # fmt: skip
+    return dm.DemoConfig(**base | kw)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_only_answer_tokens_are_labelled(tmp_path):
+    from transformers import AutoModelForImageTextToText
+
+    config = small()
+    init = dm.init_model(config, tmp_path)
+    model = AutoModelForImageTextToText.from_pretrained(init)
+    enc = dm.Encoder(init)
+    samples = [dm.demo_tasks.BUILDERS[t](random.Random(i), size=96) for i, t in enumerate(dm.TASKS)]
+    batch = enc(samples, model)
+    for i, s in enumerate(samples):
+        labelled = batch["labels"][i][batch["labels"][i] != -100].tolist()
+        assert enc.tok.decode(labelled) == s.target + "<|im_end|>"
+        ids = batch["inputs"]["input_ids"][i].tolist()
+        if s.decision >= 0:  # the decision position is right before the option's first token
+            pos = batch["decisions"][i]
+            assert ids[pos + 1] == enc.ids(s.options[s.label])[0]
+            assert enc.tok.decode(ids[: pos + 1]).endswith('"Answer": "')
+    per_sample, logits = dm.answer_loss(model, batch)
+    assert per_sample.shape == (len(samples),) and logits.shape[:2] == batch["labels"].shape
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
+    config = small()
+    straight = dm.pretrain(config, tmp_path / "a", log=lambda _: None)
+    assert dm.pretrain(config, tmp_path / "b", log=lambda _: None, stop_after=3) is None
+    resumed = dm.pretrain(config, tmp_path / "b", log=lambda _: None)
+    from safetensors.torch import load_file
+
+    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    rows = dm.read_metrics(tmp_path / "b")
+    assert [r["step"] for r in rows] == list(range(1, 7))
+    with pytest.raises(ValueError, match="another config"):
+        dm.pretrain(small(lr=1e-3), tmp_path / "b", log=lambda _: None)
+
+
+def test_a_short_run_learns_the_description_format(tmp_path):
+    config = small(steps=60, batch=8, mix_start=(1.0, 0.0, 0.0, 0.0), mix_end=(1.0, 0.0, 0.0, 0.0), eval_every=60)
+    out = dm.pretrain(config, tmp_path, log=lambda _: None)
+    rows = dm.read_metrics(tmp_path)
+    early = sum(r["loss"] for r in rows[:5]) / 5
+    late = sum(r["loss"] for r in rows[-5:]) / 5
+    assert late < 0.5 * early
+    assert rows[-1]["speaker_token_acc"] > 0.5  # the fixed wording of descriptions, at least
+    assert (out / "tokenizer.json").exists() and (tmp_path / "checkpoint" / "state.pt").exists()

@@ -1,0 +1,97 @@
+"""The demo model's samples: the runtime's prompts and answer formats, consistent labels, a real held-out split."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import replace
+
+import pytest
+
+from rrg_local.demo.attributes import Concept, describe_truth
+from rrg_local.vlm import answers, prompts
+from rrg_local.vlm.protocol import ScriptResult
+from trainer import demo_tasks as dt
+
+MUG = Concept("mug", "red", "blue", "stripes", "square", "star")
+
+
+def test_complete_description_is_the_ground_truth():
+    d = dt.describe(MUG, random.Random(0), style="complete")
+    truth = describe_truth(MUG)
+    assert f"<coarse>{d.coarse}</coarse> <detailed>{d.detailed}</detailed>" == truth
+    assert d.named == {"category", "colour", "secondary", "pattern", "part", "mark"}
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_casual_descriptions_leave_attributes_out_and_add_context(seed):
+    rng = random.Random(seed)
+    concept = dt.draw_concept(rng, evaluation=False)
+    img, truth = dt._photo(rng, [concept], 128)
+    d = dt.describe(concept, rng, style="casual", truth=truth)
+    assert {"category", "colour"} <= d.named < set(concept.attributes())
+    context = ("beach", "grass", "kitchen", "snow", "living room", "street", "left", "right", "middle", "hidden")
+    assert any(w in d.detailed for w in context)
+    # Every attribute the text names is the concept's, and a look-alike differing in an unnamed one matches.
+    for other in dt.lookalikes(concept, rng):
+        (changed,) = [a for a in concept.attributes() if getattr(other, a) != getattr(concept, a)]
+        assert dt.consistent(concept, d.named, other) == (changed not in d.named)
+
+
+def test_held_out_split_is_stable_and_about_one_in_eight():
+    rng = random.Random(1)
+    drawn = [dt.draw_concept(rng, evaluation=False) for _ in range(300)]
+    assert not any(map(dt.held_out, drawn))
+    assert all(dt.held_out(dt.draw_concept(rng, evaluation=True)) for _ in range(50))
+    share = sum(dt.held_out(dt.random_concept(rng)) for _ in range(4000)) / 4000
+    assert 0.09 < share < 0.16
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_recognition_sample_speaks_the_runtime_protocol(seed):
+    s = dt.recognition_sample(random.Random(seed), size=96, p_reasoning=0.5)
+    assert s.messages[0].parts[0] == prompts.LISTENER_SYSTEM
+    data = json.loads(s.target)  # the answer the runtime's script parses
+    assert data["Answer"] == s.options[s.label] == s.segments[s.decision]
+    forced = "".join(s.segments[: s.decision])
+    assert forced.endswith('"Answer": "') and s.segments[s.decision + 1] == '"}'
+    assert answers.parse_recognition(ScriptResult(text=s.target)).answer == (s.label == 0)
+
+
+def test_recognition_label_is_consistency_with_what_the_photo_shows():
+    rng = random.Random(5)
+    seen = {0: 0, 1: 0}
+    for _ in range(60):
+        s = dt.recognition_sample(rng, size=96, hard=1.0)
+        seen[s.label] += 1
+    assert seen[0] > 10 and seen[1] > 10  # both answers occur with look-alike negatives
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_identification_sample_has_one_right_label(seed):
+    s = dt.identification_sample(random.Random(seed), size=96)
+    data = json.loads(s.target)
+    assert data["Answer"] == s.options[s.label]
+    text = s.messages[-1].parts[-1]
+    for label in s.options:
+        assert f"{label}. " in text
+    if "Caption" in data and data["Answer"] != prompts.NONE:
+        assert "<" in data["Caption"]
+
+
+def test_speaker_sample_matches_the_describe_script():
+    s = dt.speaker_sample(random.Random(2), size=96)
+    assert s.segments[0] == "<coarse>" and s.segments[2] == "\n<detailed>"
+    coarse, detailed = prompts.parse_description(s.target)
+    assert coarse.startswith("A photo of") and detailed.startswith("The ")
+
+
+def test_seen_sentence_reads_naturally():
+    sentence = dt.seen_sentence(MUG, replace(dt._photo(random.Random(0), [MUG], 96)[1], scene="beach"))
+    assert sentence == "I see a red mug with blue stripes, a square blue handle and a star mark on the beach."
+
+
+def test_corpus_covers_the_world_vocabulary():
+    text = " ".join(dt.corpus_lines(n=200))
+    for word in ("teddy", "backpack", "cactus", "spoked", "checks", "diamond", "teal", "snout"):
+        assert word in text

@@ -1,0 +1,194 @@
+"""The demo model's whole build: pre-train from scratch, RRG-train the speaker, export GGUF, ship with a manifest.
+
+`rrg-train demo-model --out RUN [--ship rrg_local/demo/model]` runs, in `RUN/`:
+1. `pretrain/`: `trainer.demo_model.pretrain` (the world's describe / recognize / identify / answer tasks);
+2. `bench-train/`: a benchmark of training-split concepts (`rrg_local.demo.world.generate_benchmark`);
+3. `rrg/`: `trainer.train.train`, GRPO + LoRA on the speaker with the frozen pre-trained listener;
+4. `rrg/export/`: merged model -> GGUF text + mmproj (`trainer.export.export_run`).
+Every stage resumes or skips when its output exists, and the whole build is seeded. `ship` copies the chosen
+GGUF pair into the package with `manifest.json`: the configs, seeds, step counts, final held-out metrics,
+timings, tool versions and file hashes, so `rrg demo` needs no training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from trainer.demo_model import DemoConfig, pretrain, read_metrics
+
+SHIPPED = Path(__file__).resolve().parent.parent / "rrg_local" / "demo" / "model"
+TEXT_NAME = "rrg-demo-text-f16.gguf"
+MMPROJ_NAME = "rrg-demo-mmproj-f16.gguf"
+LORA_NAME = "rrg-demo-speaker-lora-f16.gguf"
+IMAGE_MAX_TOKENS = 16
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """The build beyond pre-training: the RRG stage's benchmark and run settings."""
+
+    pretrain: DemoConfig = DemoConfig()
+    bench_concepts: int = 36
+    bench_photos: int = 5
+    rrg: dict[str, Any] = field(
+        default_factory=lambda: {
+            "steps": 120,
+            "targets_per_step": 2,
+            "group_size": 4,
+            "K": 3,
+            "lr": 2e-4,
+            "lora_r": 16,
+            "lora_alpha": 32,
+            "max_new_tokens": 64,
+            "temperature": 1.0,
+            "save_every": 20,
+            "test_fraction": 0.0,
+            "pre_tokenizer": "qwen2",
+            "name": "rrg-demo",
+        }
+    )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def rrg_stage(config: BuildConfig, run: Path, base: Path, log=print) -> Path:
+    """Write the training benchmark (if missing) and run (or resume) RRG training; returns the run folder."""
+    from rrg_local.demo.world import generate_benchmark
+    from trainer.config import TrainConfig
+    from trainer.demo_tasks import held_out
+    from trainer.train import train
+
+    bench = run / "bench-train"
+    if not (bench / "categories.csv").exists():
+        tmp = run / "bench-train.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        generate_benchmark(
+            tmp,
+            seed=config.pretrain.seed + 1,
+            n_concepts=config.bench_concepts,
+            photos_per_concept=config.bench_photos,
+            accept=lambda c: not held_out(c),
+        )
+        tmp.rename(bench)
+    train_config = TrainConfig(
+        base=str(base),
+        data_root=str(bench),
+        categories=str(bench / "categories.csv"),
+        out_dir=str(run / "rrg"),
+        seed=config.pretrain.seed,
+        device="cpu",
+        **config.rrg,
+    )
+    log(f"RRG stage: {train_config.steps} steps in {train_config.out_dir}")
+    return train(train_config)
+
+
+def build(config: BuildConfig, run: Path, log=print) -> dict:
+    """All stages; returns the build record (also written to `run/build.json`)."""
+    from trainer.export import export_run
+
+    run = Path(run)
+    run.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    start = time.monotonic()
+    base = pretrain(config.pretrain, run / "pretrain", log=log)
+    timings["pretrain_s"] = round(time.monotonic() - start, 1)
+    start = time.monotonic()
+    rrg_dir = rrg_stage(config, run, base, log)
+    timings["rrg_s"] = round(time.monotonic() - start, 1)
+    start = time.monotonic()
+    exported = export_run(rrg_dir, quant=())
+    timings["export_s"] = round(time.monotonic() - start, 1)
+    evals = [r for r in read_metrics(run / "pretrain") if "identification" in r]
+    record = {
+        "config": json.loads(json.dumps(asdict(config))),
+        "timings": timings,
+        "pretrain_final": evals[-1] if evals else {},
+        "rrg_final": (read_metrics_rrg(rrg_dir) or [{}])[-1],
+        "base_hf": str(base),
+        "text": str(exported.text),
+        "mmproj": str(exported.mmproj),
+        "base_text": str(_base_gguf(base, run)),
+        "lora": str(exported.lora),
+    }
+    (run / "build.json").write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def _base_gguf(base: Path, run: Path) -> Path:
+    """The pre-trained (not RRG-trained) model as an f16 GGUF: the shipped base and the frozen listener."""
+    from trainer.gguf import convert
+
+    dest = run / "base-gguf"
+    if not (dest / "base-f16.gguf").exists():
+        convert(base, dest, "f16", name="base", fallback_pre="qwen2")
+    return dest / "base-f16.gguf"
+
+
+def read_metrics_rrg(rrg_dir: Path) -> list[dict]:
+    path = Path(rrg_dir) / "metrics.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+
+
+def ship(run: Path, dest: Path = SHIPPED, *, speaker_only: bool = True) -> Path:
+    """Copy the base GGUF pair and the RRG LoRA into `dest` with `manifest.json`; returns the manifest path.
+
+    `speaker_only`: the runtime applies the LoRA to describing only (the listener stays the base, as in
+    training); otherwise to every call.
+    """
+    from trainer.cache import toolchain_versions
+
+    run = Path(run)
+    record = json.loads((run / "build.json").read_text())
+    roles = {"text": (record["base_text"], TEXT_NAME), "mmproj": (record["mmproj"], MMPROJ_NAME),
+             "lora": (record["lora"], LORA_NAME)}  # fmt: skip
+    dest.mkdir(parents=True, exist_ok=True)
+    for src, name in roles.values():
+        shutil.copyfile(src, dest / name)
+    manifest = {
+        "name": "rrg-demo",
+        "about": "A Qwen2-VL-architecture model trained from scratch on the demo world (rrg_local/demo), then "
+        "RRG-trained as a speaker; built by `rrg-train demo-model`. It knows only the demo world.",
+        "image_max_tokens": IMAGE_MAX_TOKENS,
+        "lora_speaker_only": speaker_only,
+        "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "build": {k: record[k] for k in ("config", "timings", "pretrain_final", "rrg_final")},
+        "versions": toolchain_versions(),
+        "files": {
+            role: {"path": name, "bytes": (dest / name).stat().st_size, "sha256": _sha256(dest / name)}
+            for role, (_, name) in roles.items()
+        },
+    }
+    path = dest / "manifest.json"
+    path.write_text(json.dumps(manifest, indent=1) + "\n")
+    return path
+
+
+def config_with(pairs: tuple[str, ...]) -> BuildConfig:
+    """`key=value` overrides: `pretrain.steps=100`, `rrg.steps=10`, `bench_concepts=12`."""
+    from trainer.demo_model import with_overrides
+
+    config = BuildConfig()
+    pre, rrg, top = [], dict(config.rrg), {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if key.startswith("pretrain."):
+            pre.append(f"{key.removeprefix('pretrain.')}={value}")
+        elif key.startswith("rrg."):
+            name = key.removeprefix("rrg.")
+            rrg[name] = type(config.rrg[name])(value) if name in config.rrg else value
+        else:
+            top[key] = type(getattr(config, key))(value)
+    return replace(config, pretrain=with_overrides(config.pretrain, pre), rrg=rrg, **top)

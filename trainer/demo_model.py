@@ -1,0 +1,457 @@
+"""Pre-train the demo model from scratch on the demo world: a small Qwen2-VL that describes, recognizes, identifies.
+
+`rrg-train demo-model --out DIR` (or `pretrain(DemoConfig(...), DIR)`) builds a seeded tiny Qwen2-VL whose
+tokenizer knows the world's words (`trainer.tiny.build_tiny` with `demo_tasks.corpus_lines`), then trains it
+on samples drawn on the fly (`trainer.demo_tasks`: the runtime's prompts, the runtime's answer formats), with
+the loss on answer tokens only. The curriculum shifts the task mix from describing (which teaches the vision
+tower the attributes) towards the listener roles (recognition, identification), and their negatives from
+other objects towards look-alikes one attribute apart.
+
+Every `eval_every` steps a fixed held-out set (concepts never trained on) is scored the way the runtime reads
+answers: the decision token's option probabilities for recognition and identification, teacher-forced token
+accuracy for descriptions. Rows go to `DIR/metrics.jsonl`, curves to `DIR/curves.png`; `DIR/checkpoint/`
+(model, optimizer, step, RNG) makes an interrupted run resume exactly; `DIR/hf/` is the final model, the
+base that `rrg-train train` (RRG) and `rrg-train export` take.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from trainer import demo_tasks
+from trainer.demo_vision import VisionConfig, train_vision
+from trainer.tiny import TinyConfig, build_tiny
+
+# The demo model's shape: ~3.6 M parameters, 112 px photos = 16 image tokens.
+DEMO_SHAPE = TinyConfig(
+    seed=0,
+    bpe_vocab=1200,
+    hidden_size=256,
+    intermediate_size=768,
+    num_layers=3,
+    num_heads=4,
+    num_kv_heads=2,
+    vision_embed_dim=128,
+    vision_depth=3,
+    vision_heads=4,
+    min_pixels=112 * 112,
+    max_pixels=112 * 112,
+    tie_word_embeddings=True,
+)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Everything that shapes the demo model; the run directory records it in `config.json`."""
+
+    shape: TinyConfig = DEMO_SHAPE
+    vision: VisionConfig = VisionConfig()  # stage A (`trainer.demo_vision`); steps=0 skips it
+    vision_lr_scale: float = 0.3  # stage B trains the tower at this fraction of `lr`
+    steps: int = 3000
+    batch: int = 32
+    lr: float = 2e-3
+    warmup: int = 100
+    weight_decay: float = 0.05
+    seed: int = 0
+    threads: int = 2
+    photo_size: int = 224
+    # Task mix (speaker, recognition, identification, question) at the start and at the end; linear between.
+    mix_start: tuple[float, float, float, float] = (0.6, 0.2, 0.1, 0.1)
+    mix_end: tuple[float, float, float, float] = (0.25, 0.4, 0.27, 0.08)
+    hard_start: float = 0.2  # share of look-alike negatives
+    hard_end: float = 0.75
+    eval_every: int = 100
+    eval_size: int = 96  # per task
+    checkpoint_every: int = 100
+    micro_batches: int = 2  # the batch, sorted by length, in this many passes (less padding, same gradient)
+    bf16: bool = True  # CPU autocast: 1.75x faster here (AVX512-BF16), loss equal to 1e-5
+    time_limit_s: float = field(default=0.0, metadata={"help": "stop (and save) after this long; 0: no limit"})
+
+
+TASKS = ("speaker", "recognition", "identification", "question")
+
+
+def schedule(config: DemoConfig, step: int) -> tuple[dict[str, float], float]:
+    """The task mix and the share of hard negatives at `step`.
+
+    >>> mix, hard = schedule(DemoConfig(steps=100), 50)
+    >>> round(mix["speaker"], 3), round(hard, 3)
+    (0.425, 0.475)
+    """
+    t = min(1.0, step / max(1, config.steps))
+    mix = {k: a + (b - a) * t for k, a, b in zip(TASKS, config.mix_start, config.mix_end, strict=True)}
+    return mix, config.hard_start + (config.hard_end - config.hard_start) * t
+
+
+def draw_batch(rng: random.Random, config: DemoConfig, step: int, *, evaluation: bool = False) -> list:
+    mix, hard = schedule(config, step)
+    out = []
+    for _ in range(config.batch):
+        task = rng.choices(TASKS, weights=[mix[t] for t in TASKS])[0]
+        out.append(_sample(task, rng, config, hard, evaluation))
+    return out
+
+
+def _sample(task: str, rng: random.Random, config: DemoConfig, hard: float, evaluation: bool):
+    kw: dict[str, Any] = {"evaluation": evaluation, "size": config.photo_size}
+    if task in ("recognition", "identification"):
+        kw["hard"] = hard
+    return demo_tasks.BUILDERS[task](rng, **kw)
+
+
+def eval_set(config: DemoConfig) -> list:
+    """The fixed held-out set: `eval_size` samples per task, hard negatives at the final share."""
+    rng = random.Random(10_000 + config.seed)
+    return [_sample(task, rng, config, config.hard_end, True) for task in TASKS for _ in range(config.eval_size)]
+
+
+class Encoder:
+    """Samples -> model inputs: the chat template, image pads expanded, answer segments tokenized one by one."""
+
+    def __init__(self, model_dir: Path):
+        from transformers import AutoImageProcessor, AutoTokenizer
+
+        self.tok = AutoTokenizer.from_pretrained(model_dir)
+        self.proc = AutoImageProcessor.from_pretrained(model_dir)
+        self.pad = self.tok.convert_tokens_to_ids("<|endoftext|>")
+        self.end = self.tok.convert_tokens_to_ids("<|im_end|>")
+        self._prompts: dict[str, list[int]] = {}
+
+    def ids(self, text: str) -> list[int]:
+        return self.tok(text, add_special_tokens=False).input_ids
+
+    def prompt_ids(self, sample, n_image: int) -> list[int]:
+        from trainer.grpo import hf_chat
+
+        text = self.tok.apply_chat_template(hf_chat(sample.messages), tokenize=False, add_generation_prompt=True)
+        text = text.replace("<|image_pad|>", "<|image_pad|>" * n_image)
+        return self.ids(text)
+
+    def __call__(self, samples: Sequence, model: Any) -> dict:
+        """input_ids, attention_mask, labels (-100 outside answers), pixel_values, image_grid_thw; plus
+        `decision_pos`: per sample, the position whose logits choose the option (-1 where none)."""
+        import torch
+
+        px = self.proc(images=[s.image for s in samples], return_tensors="pt")
+        merge = model.config.vision_config.spatial_merge_size
+        rows, labels, decisions = [], [], []
+        for sample, thw in zip(samples, px["image_grid_thw"], strict=True):
+            ids = self.prompt_ids(sample, int(thw.prod()) // merge**2)
+            lab = [-100] * len(ids)
+            decision = -1
+            for i, seg in enumerate(sample.segments):
+                if i == sample.decision:
+                    decision = len(ids) - 1
+                seg_ids = self.ids(seg)
+                ids += seg_ids
+                lab += seg_ids
+            ids.append(self.end)
+            lab.append(self.end)
+            rows.append(ids)
+            labels.append(lab)
+            decisions.append(decision)
+        width = max(map(len, rows))
+        input_ids = torch.full((len(rows), width), self.pad)
+        label_t = torch.full((len(rows), width), -100)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, (ids, lab) in enumerate(zip(rows, labels, strict=True)):
+            input_ids[i, : len(ids)] = torch.tensor(ids)
+            label_t[i, : len(lab)] = torch.tensor(lab)
+            mask[i, : len(ids)] = 1
+        inputs = {
+            "input_ids": input_ids,
+            "attention_mask": mask,
+            "pixel_values": px["pixel_values"],
+            "image_grid_thw": px["image_grid_thw"],
+        }
+        from trainer.grpo import _takes_mm_token_types
+
+        if _takes_mm_token_types(model):
+            inputs["mm_token_type_ids"] = (input_ids == model.config.image_token_id).long()
+        return {"inputs": inputs, "labels": label_t, "decisions": decisions}
+
+
+def answer_loss(model: Any, batch: dict, *, bf16: bool = False) -> tuple[Any, Any]:
+    """Per-sample mean cross-entropy over answer tokens, shape (batch,), and the logits (batch, length, vocab).
+
+    Per sample, not per token: a yes/no answer (a handful of tokens) weighs as much as a 40-token description.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits = model(**batch["inputs"]).logits
+    labels = batch["labels"][:, 1:]
+    token = F.cross_entropy(
+        logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="none"
+    ).view(labels.shape)
+    counts = (labels != -100).sum(1).clamp(min=1)
+    return token.sum(1) / counts, logits
+
+
+def score(samples: Sequence, batch: dict, logits: Any, encoder: Encoder) -> list[dict]:
+    """Per sample: the decision correctness (option probabilities at the decision token) and answer-token
+    accuracy (teacher forced)."""
+    import numpy as np
+
+    from rrg_local.vlm.answers import option_probs
+
+    out = []
+    labels = batch["labels"]
+    pred = logits[:, :-1].argmax(-1)
+    for i, sample in enumerate(samples):
+        row: dict[str, Any] = {"task": sample.task}
+        mask = labels[i, 1:] != -100
+        row["token_acc"] = float((pred[i][mask] == labels[i, 1:][mask]).float().mean())
+        pos = batch["decisions"][i]
+        if pos >= 0:
+            firsts = [encoder.ids(o)[0] for o in sample.options]
+            probs, _ = option_probs(logits[i, pos].float().numpy(), firsts)
+            row["correct"] = float(int(np.argmax(probs)) == sample.label)
+            row["negative"] = sample.task == "recognition" and sample.label == 1
+        out.append(row)
+    return out
+
+
+def evaluate(
+    model: Any, encoder: Encoder, samples: Sequence, batch_size: int = 32, *, bf16: bool = False
+) -> dict[str, float]:
+    """Held-out metrics: speaker/question token accuracy, recognition accuracy on positives and negatives
+    (weighted: their mean), identification accuracy."""
+    import torch
+
+    rows = []
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, len(samples), batch_size):
+            chunk = samples[i : i + batch_size]
+            batch = encoder(chunk, model)
+            _, logits = answer_loss(model, batch, bf16=bf16)
+            rows += score(chunk, batch, logits, encoder)
+    model.train()
+
+    def mean(values: list[float]) -> float:
+        return round(sum(values) / len(values), 4) if values else float("nan")
+
+    rec = [r for r in rows if r["task"] == "recognition"]
+    pos = mean([r["correct"] for r in rec if not r["negative"]])
+    neg = mean([r["correct"] for r in rec if r["negative"]])
+    return {
+        "speaker_token_acc": mean([r["token_acc"] for r in rows if r["task"] == "speaker"]),
+        "question_token_acc": mean([r["token_acc"] for r in rows if r["task"] == "question"]),
+        "recognition_pos": pos,
+        "recognition_neg": neg,
+        "recognition_weighted": round((pos + neg) / 2, 4),
+        "identification": mean([r["correct"] for r in rows if r["task"] == "identification"]),
+    }
+
+
+def micro_batches(samples: Sequence, n: int) -> list[list]:
+    """`samples` sorted by task (prompt lengths cluster by task) and cut into `n` near-equal chunks.
+
+    >>> [len(c) for c in micro_batches(list(range(5)), 2)]
+    [3, 2]
+    """
+    order = sorted(samples, key=lambda s: getattr(s, "task", ""))
+    size = -(-len(order) // max(1, n))
+    return [order[i : i + size] for i in range(0, len(order), size)]
+
+
+def _lr(config: DemoConfig, step: int) -> float:
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    t = (step - config.warmup) / max(1, config.steps - config.warmup)
+    return config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def init_model(config: DemoConfig, run_dir: Path) -> Path:
+    init = run_dir / "init"
+    if not (init / "config.json").exists():
+        build_tiny(init, config.shape, corpus=demo_tasks.corpus_lines(seed=config.seed))
+    return init
+
+
+def _save(model: Any, opt: Any, step: int, rng: random.Random, run_dir: Path) -> None:
+    import torch
+
+    tmp = run_dir / "checkpoint.tmp"
+    model.save_pretrained(tmp)
+    torch.save(
+        {"optimizer": opt.state_dict(), "step": step, "rng": rng.getstate(), "torch": torch.get_rng_state()},
+        tmp / "state.pt",
+    )
+    final = run_dir / "checkpoint"
+    if final.exists():
+        import shutil
+
+        shutil.rmtree(final)
+    tmp.rename(final)
+
+
+def pretrain(config: DemoConfig, run_dir: Path, *, log: Any = print, stop_after: int | None = None) -> Path | None:
+    """Train (or resume) the demo model in `run_dir`; returns `run_dir/hf`, the final model folder.
+
+    `stop_after` ends the call after that many steps of this call (with a checkpoint), as an interruption
+    would; it returns None then.
+    """
+    import shutil
+
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = {"demo_config": asdict(config)}
+    cfg_path = run_dir / "config.json"
+    if cfg_path.exists() and json.loads(cfg_path.read_text()) != json.loads(json.dumps(record)):
+        raise ValueError(f"{run_dir} holds a run with another config; use a new directory")
+    cfg_path.write_text(json.dumps(record, indent=1) + "\n")
+    torch.set_num_threads(config.threads)
+    init = init_model(config, run_dir)
+    ckpt = run_dir / "checkpoint"
+    model = AutoModelForImageTextToText.from_pretrained(ckpt if ckpt.exists() else init, dtype=torch.float32)
+    model.train()
+    encoder = Encoder(init)
+    if not ckpt.exists() and config.vision.steps:
+        vision = run_dir / "vision.pt"
+        if not vision.exists():
+            log(f"stage A: vision tower, {config.vision.steps} steps")
+            (run_dir / "vision_metrics.jsonl").unlink(missing_ok=True)
+            state = train_vision(model, encoder.proc, config.vision, seed=config.seed, photo_size=config.photo_size,
+                                 bf16=config.bf16, run_dir=run_dir, log=log)  # fmt: skip
+            torch.save(state, run_dir / "vision.tmp")
+            (run_dir / "vision.tmp").rename(vision)
+        model.model.visual.load_state_dict(torch.load(vision))
+    groups: dict[tuple[bool, bool], list] = {}
+    for n, p in model.named_parameters():
+        groups.setdefault((".visual." in f".{n}", p.ndim >= 2), []).append(p)
+    opt = torch.optim.AdamW(
+        [
+            {"params": ps, "weight_decay": config.weight_decay if matrix else 0.0,
+             "lr_scale": config.vision_lr_scale if visual else 1.0}
+            for (visual, matrix), ps in sorted(groups.items())
+        ],
+        lr=config.lr, betas=(0.9, 0.98),
+    )  # fmt: skip
+    rng = random.Random(config.seed)
+    step = 0
+    if ckpt.exists():
+        state = torch.load(ckpt / "state.pt", weights_only=False)
+        opt.load_state_dict(state["optimizer"])
+        step = state["step"]
+        rng.setstate(state["rng"])
+        torch.set_rng_state(state["torch"])
+        log(f"resumed at step {step}")
+    else:
+        torch.manual_seed(config.seed)
+    held_out = eval_set(config)
+    metrics = run_dir / "metrics.jsonl"
+    start, seen, first = time.monotonic(), 0, step
+    while step < config.steps:
+        samples = draw_batch(rng, config, step)
+        for group in opt.param_groups:
+            group["lr"] = _lr(config, step) * group["lr_scale"]
+        opt.zero_grad(set_to_none=True)
+        loss = 0.0
+        for chunk in micro_batches(samples, config.micro_batches):
+            per_sample, _ = answer_loss(model, encoder(chunk, model), bf16=config.bf16)
+            part = per_sample.sum() / len(samples)  # the batch mean, whatever the chunking
+            part.backward()
+            loss += float(part.detach())
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        seen += len(samples)
+        elapsed = time.monotonic() - start
+        row: dict[str, Any] = {
+            "step": step,
+            "loss": round(loss, 4),
+            "lr": _lr(config, step - 1),
+            "samples_per_s": round(seen / elapsed, 2),
+        }
+        out_of_time = bool(config.time_limit_s) and elapsed > config.time_limit_s
+        if step % config.eval_every == 0 or step == config.steps or out_of_time:
+            row.update(evaluate(model, encoder, held_out, bf16=config.bf16))
+            log(json.dumps(row))
+        with metrics.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        interrupted = stop_after is not None and step - first >= stop_after
+        if step % config.checkpoint_every == 0 or step == config.steps or out_of_time or interrupted:
+            _save(model, opt, step, rng, run_dir)
+        if interrupted:
+            return None
+        if out_of_time:
+            log(f"time limit reached at step {step}")
+            break
+    final = run_dir / "hf"
+    if final.exists():
+        shutil.rmtree(final)
+    model.save_pretrained(final)
+    for name in (
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+        "preprocessor_config.json",
+        "special_tokens_map.json",
+        "vocab.json",
+        "merges.txt",
+        "added_tokens.json",
+        "generation_config.json",
+    ):
+        if (init / name).exists() and not (final / name).exists():
+            shutil.copy(init / name, final / name)
+    plot_curves(run_dir)
+    return final
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def plot_curves(run_dir: Path) -> Path | None:
+    """`curves.png`: training loss and the held-out metrics against samples seen."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    rows = read_metrics(run_dir)
+    evals = [r for r in rows if "identification" in r]
+    if not evals:
+        return None
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    a.plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=0.6)
+    a.set_xlabel("step")
+    a.set_ylabel("answer-token loss")
+    a.set_yscale("log")
+    for key in ("speaker_token_acc", "recognition_pos", "recognition_neg", "recognition_weighted", "identification"):
+        b.plot([r["step"] for r in evals], [r[key] for r in evals], label=key, marker=".")
+    b.set_xlabel("step")
+    b.set_ylim(0, 1)
+    b.legend(fontsize=8)
+    b.set_title("held-out concepts")
+    fig.tight_layout()
+    out = Path(run_dir) / "curves.png"
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
+def with_overrides(config: DemoConfig, pairs: Sequence[str]) -> DemoConfig:
+    """`key=value` overrides of the top-level numeric fields (shape stays the default)."""
+    changes: dict[str, Any] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        current = getattr(config, key)
+        changes[key] = type(current)(value)
+    return replace(config, **changes)

@@ -1,0 +1,325 @@
+"""What the demo model is taught, as pure sample builders over the demo world: describe, recognize, identify, answer.
+
+Called by `trainer.demo_model` (pre-training from scratch) and its evaluation. Every sample is the runtime's own
+prompt (`rrg_local.vlm.prompts`) on a rendered photo plus the exact answer text the runtime's step scripts
+expect (`rrg_local.vlm.answers`: `{"Answer": "Yes"}`, `<coarse>...</coarse>\\n<detailed>...</detailed>`), so a
+model trained here answers the product's calls through llama.cpp without any adapter code.
+
+Descriptions come in two styles, as a real untrained speaker writes them: `complete` names every attribute
+(`describe_truth`), `casual` drops one or two attributes and adds what a description should leave out (the
+scene, the position, the pose). The listener is taught consistency: a description matches a photo when some
+object in it has every attribute the description names, so a casual description also "matches" the
+look-alike that differs in an attribute it left out, and only complete descriptions win the reference game.
+
+Concepts whose slug hashes to `held_out` are never drawn for training: evaluation and `bench/rrg_effect.py`
+use only them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from PIL import Image
+
+from rrg_local.demo.attributes import (
+    ATTRIBUTES,
+    CATEGORIES,
+    Concept,
+    _article,
+    _part_phrase,
+    lookalikes,
+    random_concept,
+)
+from rrg_local.demo.photo import PhotoTruth, render_photo
+from rrg_local.demo.scenes import SCENES
+from rrg_local.vlm import prompts
+from rrg_local.vlm.prompts import ConceptText
+from rrg_local.vlm.protocol import ImageRef, Message
+
+NAMES = (
+    "Bo", "Mila", "Pip", "Rex", "Lulu", "Ziggy", "Otto", "Nori", "Kiki", "Max", "Bean", "Coco", "Juno", "Taco",
+    "Biscuit", "Pepper", "Momo", "Sunny", "Dot", "Fig",
+)  # fmt: skip
+SCENE_PHRASES = {
+    "beach": "on the beach",
+    "grass": "on the grass",
+    "kitchen": "in the kitchen",
+    "snow": "in the snow",
+    "living room": "in the living room",
+    "street": "on the street",
+}
+# The attributes a description clause names (colour and category are always named by the coarse part).
+CLAUSES = ("surface", "part", "mark")
+HOLD_OUT_MOD = 8
+
+
+def held_out(concept: Concept) -> bool:
+    """One concept in eight (by a hash of its identity) is never trained on."""
+    return int(hashlib.sha1(concept.slug.encode()).hexdigest(), 16) % HOLD_OUT_MOD == 0
+
+
+def draw_concept(rng: random.Random, *, evaluation: bool, category: str | None = None) -> Concept:
+    """A random concept from the training split, or from the held-out split when `evaluation`."""
+    while True:
+        concept = random_concept(rng, category)
+        if held_out(concept) == evaluation:
+            return concept
+
+
+@dataclass(frozen=True)
+class Description:
+    """A description and which attributes it names (`consistent` checks only those)."""
+
+    coarse: str
+    detailed: str
+    named: frozenset[str]
+
+    def text(self) -> ConceptText:
+        return ConceptText("", "", self.coarse, self.detailed)
+
+
+def clause_attributes(concept: Concept, clause: str) -> set[str]:
+    if clause == "surface":
+        return {"pattern"} | ({"secondary"} if concept.pattern != "plain" else set())
+    if clause == "part":
+        return {"part", "secondary"}
+    return {"mark"}
+
+
+def context_phrase(truth: PhotoTruth | None, concept: Concept, rng: random.Random) -> str:
+    """Where and how the object is in this photo: what a description of the object should not say."""
+    options = []
+    if truth is not None:
+        options.append(SCENE_PHRASES[truth.scene])
+        obj = next((o for o in truth.objects if o.concept == concept), None)
+        if obj is not None:
+            cx = (obj.box[0] + obj.box[2]) / 2 / truth.size[0]
+            options.append("on the left" if cx < 0.4 else "on the right" if cx > 0.6 else "in the middle")
+            if abs(obj.angle) > 7:
+                options.append("tilted to the " + ("left" if obj.angle > 0 else "right"))
+            if obj.occluded > 0:
+                options.append("partly hidden")
+    rng.shuffle(options)
+    return " ".join(options[: rng.randint(1, 2)]) if options else "in the photo"
+
+
+def describe(concept: Concept, rng: random.Random, *, style: str, truth: PhotoTruth | None = None) -> Description:
+    """A description of `concept` in `style` ("complete" or "casual"), naming what `named` says."""
+    name = f"{concept.colour} {concept.category}"
+    coarse = f"A photo of {_article(concept.colour)} {name}."
+    clauses = list(CLAUSES)
+    if style == "casual":
+        rng.shuffle(clauses)
+        clauses = sorted(clauses[: rng.choice((1, 2, 2))], key=CLAUSES.index)
+    phrases = []
+    for clause in clauses:
+        if clause == "surface":
+            phrases.append("plain" if concept.pattern == "plain" else f"{concept.secondary} {concept.pattern}")
+        elif clause == "part":
+            phrases.append(_part_phrase(concept))
+        else:
+            phrases.append(f"{_article(concept.mark)} {concept.mark} mark")
+    body = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+    verb = "is" if phrases[0] == "plain" else "has"
+    if phrases[0] == "plain" and len(phrases) > 1:
+        body = "plain with " + (phrases[1] if len(phrases) == 2 else ", ".join(phrases[1:-1]) + " and " + phrases[-1])
+    detailed = f"The {name} {verb} {body}"
+    if style == "casual":
+        detailed += " " + context_phrase(truth, concept, rng)
+    named = {"category", "colour"}.union(*(clause_attributes(concept, c) for c in clauses))
+    return Description(coarse, detailed + ".", frozenset(named))
+
+
+def consistent(described: Concept, named: frozenset[str], seen: Concept) -> bool:
+    """Does `seen` have every attribute the description of `described` names?"""
+    return all(getattr(described, a) == getattr(seen, a) for a in named)
+
+
+def matches(described: Concept, named: frozenset[str], truth: PhotoTruth) -> bool:
+    return any(consistent(described, named, o.concept) for o in truth.objects)
+
+
+def seen_sentence(concept: Concept, truth: PhotoTruth) -> str:
+    """The listener's reasoning: what it sees, complete, and where."""
+    body = describe(concept, random.Random(0), style="complete").detailed[4:-1]
+    thing = f"{concept.colour} {concept.category}"
+    body = body.replace(f"{thing} has ", f"{thing} with ", 1).replace(f"{thing} is plain", f"plain {thing}", 1)
+    return f"I see {_article(concept.colour)} {body} {SCENE_PHRASES[truth.scene]}."
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One training or evaluation sample: the runtime's messages, the photo, the answer in segments.
+
+    Segments are tokenized one by one, as the runtime's steps are (a forced prefix, a chosen option, a
+    generated field). For decisions, `segments[decision]` is the chosen option, `options` the choices and
+    `label` the right one (what evaluation reads, as the runtime's `Choose` step does).
+    """
+
+    task: str
+    messages: list[Message]
+    image: Image.Image
+    segments: tuple[str, ...]
+    decision: int = -1
+    options: tuple[str, ...] = ()
+    label: int = -1
+
+    @property
+    def target(self) -> str:
+        return "".join(self.segments)
+
+
+def _photo(rng: random.Random, in_frame: Sequence[Concept], size: int, **kw) -> tuple[Image.Image, PhotoTruth]:
+    img, truth = render_photo(list(in_frame), rng.choice(SCENES), rng, size, **kw)
+    if rng.random() < 0.5:  # library photos are JPEGs: learn through their artefacts too
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=truth.jpeg_quality)
+        img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    return img, truth
+
+
+REF = ImageRef(b"")  # prompts only need a placeholder; the sample carries the image itself
+
+
+def speaker_sample(rng: random.Random, *, evaluation: bool = False, size: int = 224, p_casual: float = 0.5) -> Sample:
+    concept = draw_concept(rng, evaluation=evaluation)
+    img, truth = _photo(rng, [concept], size)
+    desc = describe(concept, rng, style="casual" if rng.random() < p_casual else "complete", truth=truth)
+    segments = ("<coarse>", f"{desc.coarse}</coarse>", "\n<detailed>", f"{desc.detailed}</detailed>")
+    return Sample("speaker", prompts.speaker(REF, concept.category), img, segments)
+
+
+def _negative(rng: random.Random, concept: Concept, hard: float, evaluation: bool) -> Concept:
+    """What is in the photo instead of `concept`: a look-alike (probability `hard`) or another object."""
+    if rng.random() < hard:
+        return rng.choice(lookalikes(concept, rng))
+    category = concept.category if rng.random() < 0.5 else rng.choice([c for c in CATEGORIES if c != concept.category])
+    return draw_concept(rng, evaluation=evaluation, category=category)
+
+
+def recognition_sample(
+    rng: random.Random,
+    *,
+    evaluation: bool = False,
+    size: int = 224,
+    hard: float = 0.7,
+    p_casual: float = 0.3,
+    p_reasoning: float = 0.25,
+) -> Sample:
+    concept = draw_concept(rng, evaluation=evaluation)
+    positive = rng.random() < 0.5
+    shown = concept if positive else _negative(rng, concept, hard, evaluation)
+    in_frame = [shown] if rng.random() < 0.9 else []
+    img, truth = _photo(rng, in_frame, size)
+    desc = describe(concept, rng, style="casual" if rng.random() < p_casual else "complete", truth=truth)
+    answer = prompts_yes(matches(concept, desc.named, truth))
+    text = replace(desc.text(), name=rng.choice(NAMES), category=concept.category)
+    messages = prompts.recognition(REF, text)
+    if rng.random() < p_reasoning and in_frame:
+        prefix: tuple[str, ...] = ('{"Reasoning": "', seen_sentence(shown, truth) + '"', ', "Answer": "')
+    else:
+        prefix = ('{"Answer": "',)
+    segments = (*prefix, answer, '"}')
+    return Sample("recognition", messages, img, segments, len(prefix), ("Yes", "No"), int(answer == "No"))
+
+
+def prompts_yes(flag: bool) -> str:
+    return "Yes" if flag else "No"
+
+
+def identification_sample(
+    rng: random.Random,
+    *,
+    evaluation: bool = False,
+    size: int = 224,
+    hard: float = 0.7,
+    p_absent: float = 0.4,
+    p_caption: float = 0.3,
+) -> Sample:
+    """K = 2-5 candidates (complete descriptions, look-alikes among them); the photo shows one of them or, when
+    the None option is offered (half the samples), none of them with probability `p_absent`."""
+    k = rng.randint(2, 5)
+    first = draw_concept(rng, evaluation=evaluation)
+    candidates = [first]
+    while len(candidates) < k:
+        c = _negative(rng, rng.choice(candidates), hard, evaluation)
+        if c not in candidates:
+            candidates.append(c)
+    rng.shuffle(candidates)
+    none_option = rng.random() < 0.5
+    if none_option and rng.random() < p_absent:
+        absent = _negative(rng, rng.choice(candidates), hard, evaluation)
+        while absent in candidates:
+            absent = _negative(rng, rng.choice(candidates), hard, evaluation)
+        shown, answer_index = absent, len(candidates)
+    else:
+        answer_index = rng.randrange(k)
+        shown = candidates[answer_index]
+    img, truth = _photo(rng, [shown], size)
+    names = rng.sample(NAMES, k)
+    texts = [
+        replace(describe(c, rng, style="complete").text(), name=n, category=c.category)
+        for c, n in zip(candidates, names, strict=True)
+    ]
+    labels = (*prompts.letters(k), *((prompts.NONE,) if none_option else ()))
+    messages = prompts.identification(REF, texts, none_option=none_option)
+    segments: tuple[str, ...] = ('{"Answer": "', labels[answer_index], '"')
+    if rng.random() < p_caption:
+        thing = f"{_article(shown.colour)} {shown.colour} {shown.category}"
+        subject = f"<{names[answer_index]}>" if answer_index < k else thing
+        segments += (', "Caption": "', f'{subject} {SCENE_PHRASES[truth.scene]}."')
+    return Sample("identification", messages, img, (*segments, "}"), 1, labels, answer_index)
+
+
+def question_sample(rng: random.Random, *, evaluation: bool = False, size: int = 224) -> Sample:
+    """Open questions about one photo, with one personal concept in context."""
+    concept = draw_concept(rng, evaluation=evaluation)
+    present = rng.random() < 0.5
+    shown = concept if present else _negative(rng, concept, 0.5, evaluation)
+    img, truth = _photo(rng, [shown], size)
+    name = rng.choice(NAMES)
+    full = describe(concept, rng, style="complete")
+    text = replace(full.text(), name=name, category=concept.category)
+    place = SCENE_PHRASES[truth.scene]
+    kind = rng.randrange(4)
+    if kind == 0:
+        q = f"Is <{name}> in this photo?"
+        a = f"Yes, <{name}> is {place}." if present else f"No, I do not see <{name}>."
+    elif kind == 1:
+        q = f"Where is <{name}>?" if present else "Where was this photo taken?"
+        a = f"<{name}> is {place}." if present else f"The photo was taken {place}."
+    elif kind == 2:
+        q = "What is in this photo?"
+        what = f"<{name}>" if present else f"{_article(shown.colour)} {shown.colour} {shown.category}"
+        a = f"{what[0].upper()}{what[1:]} {place}."
+    else:
+        q = "What colour is the object in this photo?"
+        a = f"It is {shown.colour}."
+    return Sample("question", prompts.question(REF, q, [text]), img, (a,))
+
+
+BUILDERS = {
+    "speaker": speaker_sample,
+    "recognition": recognition_sample,
+    "identification": identification_sample,
+    "question": question_sample,
+}
+
+
+def corpus_lines(n: int = 400, seed: int = 0) -> tuple[str, ...]:
+    """Text the tokenizer should know whole: prompts and answers of every task, without rendering photos."""
+    rng = random.Random(seed)
+    lines = [prompts.SPEAKER_SYSTEM, prompts.LISTENER_SYSTEM, " ".join(ATTRIBUTES), " ".join(SCENE_PHRASES.values())]
+    for i in range(n):
+        concept = draw_concept(rng, evaluation=False)
+        desc = describe(concept, rng, style="casual" if i % 2 else "complete")
+        lines += [desc.coarse, desc.detailed, rng.choice(NAMES)]
+        for m in prompts.speaker(REF, concept.category) + prompts.recognition(
+            REF, replace(desc.text(), name=rng.choice(NAMES), category=concept.category)
+        ):
+            lines.extend(p for p in m.parts if isinstance(p, str))
+    return tuple(lines)
