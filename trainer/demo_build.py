@@ -97,14 +97,17 @@ def rrg_stage(config: BuildConfig, run: Path, base: Path, log=print) -> Path:
 
 def build(config: BuildConfig, run: Path, log=print) -> dict:
     """All stages; returns the build record (also written to `run/build.json`)."""
-    from trainer.export import export_run
-
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
     start = time.monotonic()
     base = pretrain(config.pretrain, run / "pretrain", log=log)
-    timings["pretrain_s"] = round(time.monotonic() - start, 1)
+    return finish(config, run, base, {"pretrain_s": round(time.monotonic() - start, 1)}, log)
+
+
+def finish(config: BuildConfig, run: Path, base: Path, timings: dict[str, float], log=print) -> dict:
+    """The stages after pre-training, on the pre-trained HF folder `base`."""
+    from trainer.export import export_run
+
     start = time.monotonic()
     rrg_dir = rrg_stage(config, run, base, log)
     timings["rrg_s"] = round(time.monotonic() - start, 1)

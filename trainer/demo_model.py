@@ -70,12 +70,16 @@ class DemoConfig:
     eval_every: int = 100
     eval_size: int = 96  # per task
     checkpoint_every: int = 100
+    minimal_pairs: bool = True  # recognition trains on minimal pairs (`demo_tasks.recognition_pairs`)
+    decision_weight: float = 3.0  # the loss on a decision token (Yes/No, A/B/None) counts this many times
     micro_batches: int = 2  # the batch, sorted by length, in this many passes (less padding, same gradient)
     bf16: bool = True  # CPU autocast: 1.75x faster here (AVX512-BF16), loss equal to 1e-5
     time_limit_s: float = field(default=0.0, metadata={"help": "stop (and save) after this long; 0: no limit"})
 
 
 TASKS = ("speaker", "recognition", "identification", "question")
+# What each task's share draws in training: recognition as minimal pairs (evaluation keeps single samples).
+TRAIN_BUILDER = {"recognition": "recognition_pairs"}
 
 
 def schedule(config: DemoConfig, step: int) -> tuple[dict[str, float], float]:
@@ -92,16 +96,19 @@ def schedule(config: DemoConfig, step: int) -> tuple[dict[str, float], float]:
 
 def draw_batch(rng: random.Random, config: DemoConfig, step: int, *, evaluation: bool = False) -> list:
     mix, hard = schedule(config, step)
-    out = []
-    for _ in range(config.batch):
+    out: list = []
+    while len(out) < config.batch:
         task = rng.choices(TASKS, weights=[mix[t] for t in TASKS])[0]
-        out.append(_sample(task, rng, config, hard, evaluation))
-    return out
+        if not evaluation and config.minimal_pairs:
+            task = TRAIN_BUILDER.get(task, task)
+        got = _sample(task, rng, config, hard, evaluation)
+        out.extend(got if isinstance(got, list) else [got])
+    return out[: config.batch]
 
 
 def _sample(task: str, rng: random.Random, config: DemoConfig, hard: float, evaluation: bool):
     kw: dict[str, Any] = {"evaluation": evaluation, "size": config.photo_size}
-    if task in ("recognition", "identification"):
+    if task.startswith(("recognition", "identification")):
         kw["hard"] = hard
     return demo_tasks.BUILDERS[task](rng, **kw)
 
@@ -178,10 +185,11 @@ class Encoder:
         return {"inputs": inputs, "labels": label_t, "decisions": decisions}
 
 
-def answer_loss(model: Any, batch: dict, *, bf16: bool = False) -> tuple[Any, Any]:
-    """Per-sample mean cross-entropy over answer tokens, shape (batch,), and the logits (batch, length, vocab).
+def answer_loss(model: Any, batch: dict, *, bf16: bool = False, decision_weight: float = 1.0) -> tuple[Any, Any]:
+    """Per-sample weighted mean cross-entropy over answer tokens, shape (batch,), and the logits.
 
-    Per sample, not per token: a yes/no answer (a handful of tokens) weighs as much as a 40-token description.
+    Per sample, not per token: a yes/no answer (a handful of tokens) weighs as much as a 40-token description;
+    within a sample the decision token (the option the runtime's `Choose` reads) counts `decision_weight` times.
     """
     import torch
     import torch.nn.functional as F
@@ -192,8 +200,11 @@ def answer_loss(model: Any, batch: dict, *, bf16: bool = False) -> tuple[Any, An
     token = F.cross_entropy(
         logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="none"
     ).view(labels.shape)
-    counts = (labels != -100).sum(1).clamp(min=1)
-    return token.sum(1) / counts, logits
+    weights = (labels != -100).float()
+    for i, pos in enumerate(batch["decisions"]):
+        if pos >= 0:  # logits at `pos` predict the option token: index `pos` in the shifted frame
+            weights[i, pos] = decision_weight
+    return (token * weights).sum(1) / weights.sum(1).clamp(min=1), logits
 
 
 def score(samples: Sequence, batch: dict, logits: Any, encoder: Encoder) -> list[dict]:
@@ -361,7 +372,9 @@ def pretrain(config: DemoConfig, run_dir: Path, *, log: Any = print, stop_after:
         opt.zero_grad(set_to_none=True)
         loss = 0.0
         for chunk in micro_batches(samples, config.micro_batches):
-            per_sample, _ = answer_loss(model, encoder(chunk, model), bf16=config.bf16)
+            per_sample, _ = answer_loss(
+                model, encoder(chunk, model), bf16=config.bf16, decision_weight=config.decision_weight
+            )
             part = per_sample.sum() / len(samples)  # the batch mean, whatever the chunking
             part.backward()
             loss += float(part.detach())

@@ -201,6 +201,18 @@ def _negative(rng: random.Random, concept: Concept, hard: float, evaluation: boo
     return draw_concept(rng, evaluation=evaluation, category=category)
 
 
+def _decision_segments(rng: random.Random, answer: str, reasoning: str | None, p_reasoning: float) -> tuple:
+    """The answer as the runtime's scripts write it: `{"Answer": "X"}` (tagging), with the reasoning first
+    (`recognize(reasoning=True)`), or the answer first and then why (`tasks.explain`). Returns (segments,
+    index of the answer segment)."""
+    roll = rng.random()
+    if reasoning is None or roll >= p_reasoning:
+        return ('{"Answer": "', answer, '"}'), 1
+    if roll < p_reasoning / 2:
+        return ('{"Reasoning": "', reasoning + '"', ', "Answer": "', answer, '"}'), 3
+    return ('{"Answer": "', answer, '", "Reasoning": "', reasoning + '"', "}"), 1
+
+
 def recognition_sample(
     rng: random.Random,
     *,
@@ -216,15 +228,37 @@ def recognition_sample(
     in_frame = [shown] if rng.random() < 0.9 else []
     img, truth = _photo(rng, in_frame, size)
     desc = describe(concept, rng, style="casual" if rng.random() < p_casual else "complete", truth=truth)
+    return _recognition(rng, concept, desc, img, truth, shown if in_frame else None, p_reasoning)
+
+
+def _recognition(rng, concept, desc, img, truth, shown, p_reasoning) -> Sample:
     answer = prompts_yes(matches(concept, desc.named, truth))
     text = replace(desc.text(), name=rng.choice(NAMES), category=concept.category)
-    messages = prompts.recognition(REF, text)
-    if rng.random() < p_reasoning and in_frame:
-        prefix: tuple[str, ...] = ('{"Reasoning": "', seen_sentence(shown, truth) + '"', ', "Answer": "')
-    else:
-        prefix = ('{"Answer": "',)
-    segments = (*prefix, answer, '"}')
-    return Sample("recognition", messages, img, segments, len(prefix), ("Yes", "No"), int(answer == "No"))
+    reasoning = seen_sentence(shown, truth) if shown is not None else None
+    segments, at = _decision_segments(rng, answer, reasoning, p_reasoning)
+    return Sample("recognition", prompts.recognition(REF, text), img, segments, at, ("Yes", "No"), int(answer == "No"))
+
+
+def recognition_pairs(
+    rng: random.Random, *, evaluation: bool = False, size: int = 224, hard: float = 0.7, p_reasoning: float = 0.25
+) -> list[Sample]:
+    """Minimal pairs: one photo with the description of what it shows (Yes) and of a look-alike one attribute
+    apart (No), or one description with a photo of the concept (Yes) and of the look-alike (No). Only the
+    attribute changes between the two, so the gradient points at it (independent samples learn far slower)."""
+    concept = draw_concept(rng, evaluation=evaluation)
+    other = rng.choice(lookalikes(concept, rng)) if rng.random() < hard else _negative(rng, concept, 0.0, evaluation)
+    style = "complete" if rng.random() < 0.8 else "casual"
+    if rng.random() < 0.5:  # same photo, two descriptions
+        img, truth = _photo(rng, [concept], size)
+        seed = rng.random()  # both name the same clauses: the changed attribute is the only difference
+        pair = [(c, describe(c, random.Random(seed), style=style, truth=truth)) for c in (concept, other)]
+        return [_recognition(rng, c, d, img, truth, concept, p_reasoning) for c, d in pair]
+    desc = describe(concept, rng, style=style)
+    out = []
+    for shown in (concept, other):
+        img, truth = _photo(rng, [shown], size)
+        out.append(_recognition(rng, concept, desc, img, truth, shown, p_reasoning))
+    return out
 
 
 def prompts_yes(flag: bool) -> str:
@@ -267,6 +301,10 @@ def identification_sample(
     ]
     labels = (*prompts.letters(k), *((prompts.NONE,) if none_option else ()))
     messages = prompts.identification(REF, texts, none_option=none_option)
+    if rng.random() < 0.15:  # `tasks.explain` after a tagging decision
+        why = seen_sentence(shown, truth)
+        segments = ('{"Answer": "', labels[answer_index], '", "Reasoning": "', why + '"', "}")
+        return Sample("identification", messages, img, segments, 1, labels, answer_index)
     segments: tuple[str, ...] = ('{"Answer": "', labels[answer_index], '"')
     if rng.random() < p_caption:
         thing = f"{_article(shown.colour)} {shown.colour} {shown.category}"
@@ -305,6 +343,7 @@ def question_sample(rng: random.Random, *, evaluation: bool = False, size: int =
 BUILDERS = {
     "speaker": speaker_sample,
     "recognition": recognition_sample,
+    "recognition_pairs": recognition_pairs,
     "identification": identification_sample,
     "question": question_sample,
 }

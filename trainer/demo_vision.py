@@ -42,6 +42,9 @@ class VisionConfig:
     warmup: int = 30
     coverage: float = 0.3  # a token belongs to the object covering at least this share of its cell
     log_every: int = 50
+    # Attribute heads on each object's tokens pooled (coverage-weighted): one clean label per object instead
+    # of a noisy one per token (a token at an object's edge rarely shows its mark). Category stays per token.
+    object_pool: bool = True
 
 
 def token_targets(truth: PhotoTruth, grid: tuple[int, int], coverage: float) -> dict[str, list[int]]:
@@ -81,6 +84,37 @@ def token_targets(truth: PhotoTruth, grid: tuple[int, int], coverage: float) -> 
     return out
 
 
+def token_targets_for(concept) -> dict[str, int]:
+    """One object's class index per attribute head."""
+    return {
+        "colour": list(COLOURS).index(concept.colour),
+        "secondary": list(COLOURS).index(concept.secondary),
+        "pattern": PATTERNS.index(concept.pattern),
+        "part": PARTS[concept.category][1].index(concept.part),
+        "mark": MARKS.index(concept.mark),
+    }
+
+
+def object_weights(truth: PhotoTruth, grid: tuple[int, int]) -> list[tuple[int, list[float]]]:
+    """Per object in `truth`: (object index, each token's share of its cell covered by the object's box),
+    for objects that cover some token; later objects occlude earlier ones' cells."""
+    rows, cols = grid
+    w, h = truth.size
+    out = []
+    for i, obj in enumerate(truth.objects):
+        x0, y0, x1, y1 = obj.box
+        weights = []
+        for r in range(rows):
+            for c in range(cols):
+                cell = (c * w / cols, r * h / rows, (c + 1) * w / cols, (r + 1) * h / rows)
+                area = (cell[2] - cell[0]) * (cell[3] - cell[1])
+                inter = max(0.0, min(x1, cell[2]) - max(x0, cell[0])) * max(0.0, min(y1, cell[3]) - max(y0, cell[1]))
+                weights.append(inter / area)
+        if sum(weights) > 0:
+            out.append((i, weights))
+    return out
+
+
 def _render(rng: random.Random, size: int):
     from trainer.demo_tasks import _photo, draw_concept
 
@@ -97,6 +131,7 @@ def train_vision(model: Any, proc: Any, config: VisionConfig, *, seed: int, phot
 
     visual = model.model.visual
     width = model.config.text_config.hidden_size
+    torch.manual_seed(seed)  # the heads' init: the same stage A whatever ran before in this process
     heads = torch.nn.ModuleDict({k: torch.nn.Linear(width, n) for k, n in HEADS.items()})
     scene_head = torch.nn.Linear(width, len(SCENES))
     params = [*visual.parameters(), *heads.parameters(), *scene_head.parameters()]
@@ -111,9 +146,20 @@ def train_vision(model: Any, proc: Any, config: VisionConfig, *, seed: int, phot
         px = proc(images=[p[0] for p in photos], return_tensors="pt")
         grids = [(int(g[1]) // merge, int(g[2]) // merge) for g in px["image_grid_thw"]]
         targets: dict[str, list[int]] = {k: [] for k in HEADS}
+        pooled_rows, pooled_targets = [], {k: [] for k in HEADS if k != "category"}
+        offset = 0
         for (_, truth), grid in zip(photos, grids, strict=True):
-            for k, v in token_targets(truth, grid, config.coverage).items():
+            per_token = token_targets(truth, grid, config.coverage)
+            for k, v in per_token.items():
                 targets[k] += v
+            if config.object_pool:
+                for i, weights in object_weights(truth, grid):
+                    pooled_rows.append((offset, torch.tensor(weights)))
+                    obj = truth.objects[i].concept
+                    one = token_targets_for(obj)
+                    for k in pooled_targets:
+                        pooled_targets[k].append(one[k])
+            offset += grid[0] * grid[1]
         scenes = torch.tensor([SCENES.index(t.scene) for _, t in photos])
         lr = config.lr * min(1.0, (step + 1) / config.warmup) * (0.1 + 0.9 * (1 - step / config.steps))
         for g in opt.param_groups:
@@ -122,9 +168,15 @@ def train_vision(model: Any, proc: Any, config: VisionConfig, *, seed: int, phot
             tokens = visual(px["pixel_values"], grid_thw=px["image_grid_thw"]).pooler_output
         tokens = tokens.float()
         losses, accs = {}, {}
+        if config.object_pool and pooled_rows:
+            pooled = torch.stack([(tokens[o : o + len(wt)] * wt[:, None]).sum(0) / wt.sum() for o, wt in pooled_rows])
         for k, head in heads.items():
-            y = torch.tensor(targets[k])
-            logits = head(tokens)
+            if config.object_pool and k != "category":
+                if not pooled_rows:
+                    continue
+                y, logits = torch.tensor(pooled_targets[k]), head(pooled)
+            else:
+                y, logits = torch.tensor(targets[k]), head(tokens)
             losses[k] = F.cross_entropy(logits, y, ignore_index=IGNORE)
             mask = y != IGNORE
             accs[k] = float((logits.argmax(-1)[mask] == y[mask]).float().mean()) if mask.any() else float("nan")

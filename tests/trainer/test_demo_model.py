@@ -9,6 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from trainer import demo_model as dm  # noqa: E402
+from trainer.demo_vision import VisionConfig  # noqa: E402
 from trainer.tiny import TinyConfig  # noqa: E402
 
 SMALL = TinyConfig(
@@ -18,7 +19,8 @@ SMALL = TinyConfig(
 
 
 def small(**kw) -> dm.DemoConfig:
-    base = dict(shape=SMALL, steps=6, batch=4, lr=3e-3, warmup=2, photo_size=96, threads=1, eval_every=1000,
+    base = dict(shape=SMALL, vision=VisionConfig(steps=2, batch=4),
+                steps=6, batch=4, lr=3e-3, warmup=2, photo_size=96, threads=1, eval_every=1000,
                 eval_size=4, checkpoint_every=1000, bf16=False)  # fmt: skip
     return dm.DemoConfig(**base | kw)
 
@@ -67,7 +69,10 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
 
 
 def test_a_short_run_learns_the_description_format(tmp_path):
-    config = small(steps=60, batch=8, mix_start=(1.0, 0.0, 0.0, 0.0), mix_end=(1.0, 0.0, 0.0, 0.0), eval_every=60)
+    config = small(
+        steps=60, batch=8, mix_start=(1.0, 0.0, 0.0, 0.0), mix_end=(1.0, 0.0, 0.0, 0.0), eval_every=60,
+        vision=VisionConfig(steps=0),
+    )  # fmt: skip
     out = dm.pretrain(config, tmp_path, log=lambda _: None)
     rows = dm.read_metrics(tmp_path)
     early = sum(r["loss"] for r in rows[:5]) / 5

@@ -54,8 +54,21 @@ def test_recognition_sample_speaks_the_runtime_protocol(seed):
     data = json.loads(s.target)  # the answer the runtime's script parses
     assert data["Answer"] == s.options[s.label] == s.segments[s.decision]
     forced = "".join(s.segments[: s.decision])
-    assert forced.endswith('"Answer": "') and s.segments[s.decision + 1] == '"}'
+    assert forced.endswith('"Answer": "') and s.segments[s.decision + 1] in ('"}', '", "Reasoning": "')
     assert answers.parse_recognition(ScriptResult(text=s.target)).answer == (s.label == 0)
+
+
+def test_recognition_pairs_differ_in_one_thing_and_mostly_flip_the_answer():
+    import re
+
+    rng, flips = random.Random(0), 0
+    for _ in range(30):
+        a, b = dt.recognition_pairs(rng, size=96, hard=1.0)
+        texts = [re.sub(r"<\w+>", "<X>", s.messages[-1].parts[-1]) for s in (a, b)]
+        assert (a.image.tobytes() == b.image.tobytes()) != (texts[0] == texts[1])  # photo or text is shared
+        assert a.label == 0  # the first always matches
+        flips += b.label == 1
+    assert flips >= 24  # the second flips unless a casual description left the changed attribute out
 
 
 def test_recognition_label_is_consistency_with_what_the_photo_shows():
