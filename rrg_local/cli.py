@@ -170,7 +170,7 @@ def watch(ctx: Context, paths: tuple[str, ...], debounce: float | None, rescan: 
 def _watch_tagger(ctx: Context, db):
     """A callable that tags what is pending, on the watcher's own database connection."""
     from rrg_local.concepts.embeddings import EmbeddingStore, make_embedder
-    from rrg_local.concepts.tagging import Tagger
+    from rrg_local.concepts.tagging import Tagger, tag_config
     from rrg_local.vlm.protocol import VisionError
     from rrg_local.vlm.registry import RegistryError, open_model
 
@@ -182,7 +182,7 @@ def _watch_tagger(ctx: Context, db):
 
     def run():
         emb.run_jobs()
-        return Tagger(db, model, emb).run()
+        return Tagger(db, model, emb, tag_config(ctx.settings)).run()
 
     return run
 

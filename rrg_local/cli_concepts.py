@@ -197,7 +197,7 @@ def tag(ctx: Context, limit: int | None) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from rrg_local.concepts.tagging import Tagger
+    from rrg_local.concepts.tagging import Tagger, tag_config
 
     model = _model(ctx)
     db, store, emb = _stores(ctx, model)
@@ -215,7 +215,7 @@ def tag(ctx: Context, limit: int | None) -> None:
             t1 = progress.add_task("embedding", total=None)
             emb.run_jobs(on_progress=lambda n: progress.update(t1, completed=n))
             t2 = progress.add_task("tagging", total=None)
-            report = Tagger(db, model, emb).run(
+            report = Tagger(db, model, emb, tag_config(ctx.settings)).run(
                 limit=limit, on_progress=lambda r, total: progress.update(t2, completed=r.photos, total=total)
             )
     except KeyboardInterrupt:

@@ -42,6 +42,11 @@ class Settings:
     # Stage-1 retrieval embedder: a folder made by `rrg-train export-embedder` (ONNX CLIP/SigLIP);
     # empty: the model's own vision tower.
     embedder: str = ""
+    # Auto-tagging stage 1: a concept goes to stage 2 only for photos at least this similar to it, as a
+    # quantile of its similarity to the whole library (most photos show none of a person's concepts);
+    # 0 disables the cut (a library where one concept is in more than a few percent of the photos).
+    tag_background_quantile: float = 0.95
+    tag_top_k: int = 3  # concepts per photo handed to stage 2
     notices: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -63,6 +68,7 @@ class Settings:
 
 
 _EDITABLE = {f.name for f in fields(Settings)} - {"home", "notices"}
+_FRACTIONS = {"tag_background_quantile"}
 
 
 def default_home(environ: dict[str, str] | None = None) -> Path:
@@ -96,6 +102,8 @@ def _coerce(raw: dict, home: Path) -> tuple[Settings, list[str]]:
                 value = type(default)(value)
                 if value < 0:
                     raise ValueError("must not be negative")
+                if key in _FRACTIONS and value >= 1:
+                    raise ValueError("must be below 1")
         except (TypeError, ValueError) as exc:
             notices.append(f"config: {key}: {exc}; using the default")
             continue

@@ -39,6 +39,11 @@ class TagConfig:
     reasoning: bool = True
 
 
+def tag_config(settings) -> TagConfig:
+    """The tagging knobs a person can set in config.toml (`Settings.tag_*`)."""
+    return TagConfig(top_k=max(1, settings.tag_top_k), background_quantile=settings.tag_background_quantile)
+
+
 @dataclass(frozen=True)
 class Prototype:
     concept: Concept

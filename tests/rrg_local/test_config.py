@@ -37,3 +37,16 @@ def test_bad_values_keep_their_defaults_and_good_ones_apply(tmp_path):
     assert s.debounce_s == 2.5
     assert s.folders == (Path("/x"),)
     assert any("max_pixels" in n for n in s.notices) and any("wat" in n for n in s.notices)
+
+
+def test_tagging_knobs_are_read_checked_and_used(tmp_path):
+    from rrg_local.concepts.tagging import tag_config
+
+    home = tmp_path / "h"
+    home.mkdir()
+    (home / "config.toml").write_text("tag_background_quantile = 1.5\ntag_top_k = 5\n")
+    s = load_settings({"RRG_HOME": str(home)})
+    assert s.tag_background_quantile == 0.95 and any("must be below 1" in n for n in s.notices)
+    assert tag_config(s).top_k == 5 and tag_config(s).background_quantile == 0.95
+    (home / "config.toml").write_text("tag_background_quantile = 0\n")
+    assert tag_config(load_settings({"RRG_HOME": str(home)})).background_quantile == 0.0
