@@ -1,5 +1,6 @@
 # Two entry points that each do all set-up on a fresh machine (Python 3.11+ and make are all they need):
-#   make demo   creates .venv, installs rrg-local, runs the demo (generate + index a demo library)
+#   make demo   creates .venv, installs rrg-local with its runtime (llama.cpp) and terminal UI, runs the demo:
+#               a generated photo library, indexed, taught, auto-tagged and queried with the shipped demo model
 #   make test   creates .venv, installs rrg-local with the runtime, the model tools and the dev tools,
 #               runs lint and the whole test suite
 PYTHON ?= python3
@@ -14,7 +15,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 $(VENV)/.base: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
-	$(PIP) -e .
+	$(PIP) -e '.[vlm,tui]'
 	touch $@
 
 # torch first, pinned: a bare `torch` requirement would pull a multi-GB CUDA build.

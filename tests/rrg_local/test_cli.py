@@ -83,17 +83,6 @@ def test_purge_forgets_missing_photos_only(tmp_path, make_jpeg):
     assert (lib / "b.jpg").exists()
 
 
-def test_demo_generates_and_indexes_its_own_library(rrg_home):
-    out = rrg("demo")
-    assert "generated demo library" in out.stdout
-    assert "34 new photos" in out.stdout and "2 errors" in out.stdout
-    assert "near-duplicate groups:" in out.stdout
-    # Its own home: the user's library index stays empty.
-    assert (rrg_home / "demo" / "library.db").exists() and not (rrg_home / "library.db").exists()
-    again = rrg("demo")
-    assert "generated" not in again.stdout and "0 new photos" in again.stdout
-
-
 def test_watch_follows_changes_and_stops_cleanly_on_ctrl_c(tmp_path, make_jpeg):
     import signal
     import time
