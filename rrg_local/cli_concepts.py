@@ -279,9 +279,11 @@ def review(ctx: Context, name: str | None, confirms: tuple[int, ...], rejects: t
         if verdicts:
             yes, no = store.verdicts(c)
             store.set_threshold(c, calibrate(yes, no, TagConfig().stage2_default) if yes and no else c.threshold)
-            click.echo(
-                f"<{c.name}>: {sum(verdicts.values())} confirmed, {len(verdicts) - sum(verdicts.values())} rejected"
-            )
+            confirmed = sum(verdicts.values())
+            click.echo(f"<{c.name}>: {confirmed} confirmed, {len(verdicts) - confirmed} rejected")
+            if confirmed:  # new positives change stage 1: look at the library again (rrg tag)
+                store.requeue(store.get(c.id))
+                click.echo(f"<{c.name}> has new reference photos: the library is queued for tagging (rrg tag)")
 
 
 @main.command()

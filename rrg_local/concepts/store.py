@@ -149,6 +149,11 @@ class ConceptStore:
         self.conn.execute("DELETE FROM concepts WHERE id = ?", [concept.id])
         self.conn.commit()
 
+    def requeue(self, concept: Concept) -> Concept:
+        """After a person confirmed photos of `concept` (new positives for stage 1): tag the library again.
+        Their own verdicts are kept (`write_tags` never overwrites them)."""
+        return self._changed(concept)
+
     def _changed(self, concept: Concept) -> Concept:
         """What the tagger uses changed: new version, and every photo is looked at again."""
         self.conn.execute(

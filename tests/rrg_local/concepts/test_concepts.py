@@ -102,6 +102,12 @@ def test_review_turns_verdicts_into_references_and_negatives(db, indexed, stores
     # A later machine pass never overwrites a person's verdict.
     store.write_tags(no, [{"concept_id": bo.id, "score": 0.99, "stage1": 0.9, "version": 2}], model="m")
     assert [t.status for t in store.tags(bo, statuses=("rejected",))] == ["rejected"]
+    # New positives change stage 1: the whole library is queued again, the concept's version moves on.
+    db.execute("UPDATE jobs SET state = 'done' WHERE kind = 'tag'")
+    after = store.requeue(bo)
+    assert after.version == store.get(bo.id).version > bo.version
+    n = db.execute("SELECT count(*) FROM photos WHERE missing = 0").fetchone()[0]
+    assert Jobs(db).counts()["tag"].get("pending", 0) == n
 
 
 def test_tagging_resumes_where_it_stopped(db, indexed, stores, model):
