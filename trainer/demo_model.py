@@ -430,7 +430,7 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 
 def plot_curves(run_dir: Path) -> Path | None:
-    """`curves.png`: training loss and the held-out metrics against samples seen."""
+    """`curves.png`: stage A's attribute accuracies, stage B's loss and held-out metrics."""
     try:
         import matplotlib
 
@@ -442,20 +442,37 @@ def plot_curves(run_dir: Path) -> Path | None:
     evals = [r for r in rows if "identification" in r]
     if not evals:
         return None
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    a.plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=0.6)
-    a.set_xlabel("step")
-    a.set_ylabel("answer-token loss")
-    a.set_yscale("log")
-    for key in ("speaker_token_acc", "recognition_pos", "recognition_neg", "recognition_weighted", "identification"):
-        b.plot([r["step"] for r in evals], [r[key] for r in evals], label=key, marker=".")
+    vision_path = Path(run_dir) / "vision_metrics.jsonl"
+    vision = [json.loads(x) for x in vision_path.read_text().splitlines() if x.strip()] if vision_path.exists() else []
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
+    a, b, c = axes
+    if vision:
+        window = 20  # training-batch accuracies are noisy: a running mean
+        for key in ("category", "colour", "secondary", "pattern", "part", "mark", "scene"):
+            ys = [r[f"acc_{key}"] for r in vision]
+            smooth = [
+                sum(ys[max(0, i - window + 1) : i + 1]) / len(ys[max(0, i - window + 1) : i + 1])
+                for i in range(len(ys))
+            ]
+            a.plot([r["step"] for r in vision], smooth, label=key)
+        a.set_title("stage A: vision tower (training batches)")
+        a.set_xlabel("step (64 photos)")
+        a.set_ylim(0, 1)
+        a.legend(fontsize=7)
+    b.plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=0.6)
+    b.set_title("stage B: answer-token loss")
     b.set_xlabel("step")
-    b.set_ylim(0, 1)
-    b.legend(fontsize=8)
-    b.set_title("held-out concepts")
+    b.set_yscale("log")
+    for key in ("speaker_token_acc", "question_token_acc", "recognition_pos", "recognition_neg",
+                "recognition_weighted", "identification"):  # fmt: skip
+        c.plot([r["step"] for r in evals], [r[key] for r in evals], label=key, marker=".")
+    c.set_xlabel("step")
+    c.set_ylim(0, 1)
+    c.legend(fontsize=7)
+    c.set_title("stage B: held-out concepts")
     fig.tight_layout()
     out = Path(run_dir) / "curves.png"
-    fig.savefig(out, dpi=90)
+    fig.savefig(out, dpi=80)
     plt.close(fig)
     return out
 
