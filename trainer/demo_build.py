@@ -38,7 +38,7 @@ class BuildConfig:
     bench_photos: int = 5
     rrg: dict[str, Any] = field(
         default_factory=lambda: {
-            "steps": 120,
+            "steps": 60,
             "targets_per_step": 2,
             "group_size": 4,
             "K": 3,

@@ -52,9 +52,9 @@ class DemoConfig:
     """Everything that shapes the demo model; the run directory records it in `config.json`."""
 
     shape: TinyConfig = DEMO_SHAPE
-    vision: VisionConfig = VisionConfig()  # stage A (`trainer.demo_vision`); steps=0 skips it
+    vision: VisionConfig = VisionConfig(steps=1000)  # stage A (`trainer.demo_vision`); steps=0 skips it
     vision_lr_scale: float = 0.3  # stage B trains the tower at this fraction of `lr`
-    steps: int = 3000
+    steps: int = 1500
     batch: int = 32
     lr: float = 2e-3
     warmup: int = 100
@@ -63,12 +63,12 @@ class DemoConfig:
     threads: int = 2
     photo_size: int = 224
     # Task mix (speaker, recognition, identification, question) at the start and at the end; linear between.
-    mix_start: tuple[float, float, float, float] = (0.6, 0.2, 0.1, 0.1)
-    mix_end: tuple[float, float, float, float] = (0.25, 0.4, 0.27, 0.08)
+    mix_start: tuple[float, float, float, float] = (0.35, 0.4, 0.17, 0.08)
+    mix_end: tuple[float, float, float, float] = (0.2, 0.5, 0.25, 0.05)
     hard_start: float = 0.2  # share of look-alike negatives
     hard_end: float = 0.75
     eval_every: int = 100
-    eval_size: int = 96  # per task
+    eval_size: int = 64  # per task
     checkpoint_every: int = 100
     minimal_pairs: bool = True  # recognition trains on minimal pairs (`demo_tasks.recognition_pairs`)
     decision_weight: float = 3.0  # the loss on a decision token (Yes/No, A/B/None) counts this many times
@@ -87,7 +87,7 @@ def schedule(config: DemoConfig, step: int) -> tuple[dict[str, float], float]:
 
     >>> mix, hard = schedule(DemoConfig(steps=100), 50)
     >>> round(mix["speaker"], 3), round(hard, 3)
-    (0.425, 0.475)
+    (0.275, 0.475)
     """
     t = min(1.0, step / max(1, config.steps))
     mix = {k: a + (b - a) * t for k, a, b in zip(TASKS, config.mix_start, config.mix_end, strict=True)}
@@ -134,12 +134,30 @@ class Encoder:
     def ids(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False).input_ids
 
-    def prompt_ids(self, sample, n_image: int) -> list[int]:
+    def prompt_ids(self, sample, n_image: int) -> tuple[list[int], list[int]]:
+        """The prompt's token ids and labels: -100, except on `sample.prompt_spans` (text of the prompt that is
+        also a target, tokenized on its own; spans start with a space and end before a newline, where the
+        tokenizer splits anyway, so the ids are those of the whole prompt)."""
         from trainer.grpo import hf_chat
 
         text = self.tok.apply_chat_template(hf_chat(sample.messages), tokenize=False, add_generation_prompt=True)
         text = text.replace("<|image_pad|>", "<|image_pad|>" * n_image)
-        return self.ids(text)
+        ids: list[int] = []
+        labels: list[int] = []
+        start = text.rfind("<|vision_end|>")
+        for span in getattr(sample, "prompt_spans", ()):
+            at = text.find(span, start)
+            if at < 0:
+                continue
+            head = self.ids(text[:at]) if not ids else self.ids(text[:at])
+            ids += head
+            labels += [-100] * len(head)
+            body = self.ids(span)
+            ids += body
+            labels += body
+            text, start = text[at + len(span) :], 0
+        tail = self.ids(text)
+        return ids + tail, labels + [-100] * len(tail)
 
     def __call__(self, samples: Sequence, model: Any) -> dict:
         """input_ids, attention_mask, labels (-100 outside answers), pixel_values, image_grid_thw; plus
@@ -150,8 +168,7 @@ class Encoder:
         merge = model.config.vision_config.spatial_merge_size
         rows, labels, decisions = [], [], []
         for sample, thw in zip(samples, px["image_grid_thw"], strict=True):
-            ids = self.prompt_ids(sample, int(thw.prod()) // merge**2)
-            lab = [-100] * len(ids)
+            ids, lab = self.prompt_ids(sample, int(thw.prod()) // merge**2)
             decision = -1
             for i, seg in enumerate(sample.segments):
                 if i == sample.decision:

@@ -167,6 +167,7 @@ class Sample:
     decision: int = -1
     options: tuple[str, ...] = ()
     label: int = -1
+    prompt_spans: tuple[str, ...] = ()  # prompt text also trained on (a true description of the photo)
 
     @property
     def target(self) -> str:
@@ -236,7 +237,13 @@ def _recognition(rng, concept, desc, img, truth, shown, p_reasoning) -> Sample:
     text = replace(desc.text(), name=rng.choice(NAMES), category=concept.category)
     reasoning = seen_sentence(shown, truth) if shown is not None else None
     segments, at = _decision_segments(rng, answer, reasoning, p_reasoning)
-    return Sample("recognition", prompts.recognition(REF, text), img, segments, at, ("Yes", "No"), int(answer == "No"))
+    # A matching description is also a caption of the photo: learning to predict it where it stands makes a
+    # wrong word surprising, which the answer can then read (without it the yes/no role was not learned).
+    # (The final period stays in the prompt's text: the tokenizer joins it with the newline after it.)
+    spans = (" " + text.description().rstrip("."),) if answer == "Yes" and shown is not None else ()
+    return Sample(
+        "recognition", prompts.recognition(REF, text), img, segments, at, ("Yes", "No"), int(answer == "No"), spans
+    )
 
 
 def recognition_pairs(
