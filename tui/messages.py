@@ -14,12 +14,62 @@ from textual.message import Message
 
 from rrg_local.concepts.store import Tag
 from rrg_local.library.query import ErrorRow, PhotoRow
-from tui.views import ConceptView
+from tui.views import ConceptView, PhotoTags
 
 
 @dataclass
 class LibraryLoaded(Message):
     rows: list[PhotoRow]
+    tags: dict[int, PhotoTags] = field(default_factory=dict)
+
+
+@dataclass
+class ThumbsRendered(Message):
+    pictures: dict[int, Text]
+
+
+@dataclass
+class LibraryChanged(Message):
+    """The watcher indexed something (`what`: scan, change, move, rescan). The app hands it to the screens."""
+
+    bubble = False  # a screen's copy must not come back to the app
+    what: str
+    counts: dict[str, int]
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ConceptTaught(Message):
+    name: str
+    photos: int
+    has_model: bool
+    error: str = ""
+
+
+@dataclass
+class ConceptDescribed(Message):
+    name: str
+    description: str
+    error: str = ""
+
+
+@dataclass
+class TagProgressed(Message):
+    phase: str  # "embedding" or "tagging"
+    done: int
+    total: int
+    eta_s: float | None
+
+
+@dataclass
+class TagFinished(Message):
+    summary: str
+    failed: bool = False
+
+
+@dataclass
+class SettingsSaved(Message):
+    path: str
 
 
 @dataclass
@@ -82,3 +132,4 @@ class ModelMissing(Message):
 class ActivityLoaded(Message):
     counts: dict
     errors: list[ErrorRow]
+    model: str = ""

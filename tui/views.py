@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rrg_local.concepts.store import Tag
+from rrg_local.concepts.store import Tag, name_key
 from rrg_local.library.query import PhotoRow
+
+# What the library knows per photo for filtering: (concept name, tag status) pairs.
+PhotoTags = tuple[tuple[str, str], ...]
+FILTER_HELP = "/ filter: folder, date 2024-06, range 2023..2024-06, <Bo>, is:suggested|confirmed|rejected|untagged"
 
 MODEL_HOWTO = (
     "No model is configured, so new concepts cannot be described and photos cannot be tagged yet.\n"
@@ -30,23 +34,45 @@ class ConceptView:
     references: tuple[int, ...] = ()
     confirmed: tuple[int, ...] = ()
     negatives: tuple[int, ...] = ()
+    suggested: tuple[int, ...] = ()
 
 
-def matches(row: PhotoRow, text: str) -> bool:
-    """A filter hit: the capture date starts with the text, or the path contains it (any case).
+def matches(row: PhotoRow, text: str, tags: PhotoTags = ()) -> bool:
+    """A filter hit: every space-separated token matches (folder, date, range, concept or tag status).
+
+    A token is a date range `FROM..TO` (prefixes, both ends included, either may be empty), a concept
+    `<Name>` (tagged, not rejected), `is:STATUS` (a tag with that status, or `is:untagged`), otherwise a
+    date prefix or text in the path (any case).
 
     >>> row = {"taken_at": "2024-06-03T10:00:00", "path": "/pics/Beach/a.jpg"}
     >>> matches(row, "2024-06"), matches(row, "beach"), matches(row, "2023")
     (True, True, False)
+    >>> matches(row, "2024-01..2024-06"), matches(row, "..2024-05"), matches(row, "2024-06-04..")
+    (True, False, False)
+    >>> tags = (("Bo", "suggested"),)
+    >>> matches(row, "<bo> is:suggested", tags), matches(row, "<Mug>", tags), matches(row, "is:untagged", tags)
+    (True, False, False)
     """
-    text = text.strip()
-    if not text:
-        return True
-    return row["taken_at"].startswith(text) or text.casefold() in (row["path"] or "").casefold()
+    return all(_token_matches(row, token, tags) for token in text.split())
 
 
-def filter_rows(rows: list[PhotoRow], text: str) -> list[PhotoRow]:
-    return [r for r in rows if matches(r, text)]
+def _token_matches(row: PhotoRow, token: str, tags: PhotoTags) -> bool:
+    day = row["taken_at"]
+    if ".." in token:
+        lo, hi = token.split("..", 1)
+        return (not lo or day[: len(lo)] >= lo) and (not hi or day[: len(hi)] <= hi)
+    if token.startswith("<") and token.endswith(">") and len(token) > 2:
+        key = name_key(token)
+        return any(name_key(c) == key and s != "rejected" for c, s in tags)
+    if token.startswith("is:"):
+        wanted = token[3:].casefold()
+        return not tags if wanted == "untagged" else any(s == wanted for _, s in tags)
+    return day.startswith(token) or token.casefold() in (row["path"] or "").casefold()
+
+
+def filter_rows(rows: list[PhotoRow], text: str, tags: dict[int, PhotoTags] | None = None) -> list[PhotoRow]:
+    tags = tags or {}
+    return [r for r in rows if matches(r, text, tags.get(r["id"], ()))]
 
 
 def photo_cells(row: PhotoRow) -> tuple[str, str, str, str, str]:
@@ -86,4 +112,5 @@ def concept_details(c: ConceptView) -> str:
         lines.append(f" {mark} {'-' if score is None else f'{score:.2f}'}  {text}")
     lines += ["", f"references: {ids(c.references)}", f"confirmed:  {ids(c.confirmed)}"]
     lines.append(f"negatives:  {ids(c.negatives)}")
+    lines.append(f"suggested:  {ids(c.suggested)}")
     return "\n".join(lines)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import subprocess
@@ -26,8 +25,15 @@ def wait_for(predicate, timeout: float = 60.0, every: float = 0.2):
 
 def test_rrg_tui_shows_the_library_and_quits_on_q(library, rrg_home, tmp_path):
     # A private server on a socket in the test's folder: no other tmux session is touched, nothing is left behind.
-    tmux = ["tmux", "-S", str(tmp_path / "tmux.sock"), "-f", os.devnull]
-    command = shlex.join(["env", f"RRG_HOME={rrg_home}", sys.executable, "-m", "rrg_local.cli", "tui"])
+    # A fixed 140x40 window: without a client tmux may size it 80x24 first, and a busy machine can start the
+    # app before the size settles (seen: the table drawn 80 columns wide inside the 140-column pane).
+    conf = tmp_path / "tmux.conf"
+    conf.write_text("set -g default-size 140x40\n")
+    tmux = ["tmux", "-S", str(tmp_path / "tmux.sock"), "-f", str(conf)]
+    # COLUMNS/LINES pin the size the app reads at start (a busy machine sometimes started it at 80x24).
+    command = shlex.join(
+        ["env", f"RRG_HOME={rrg_home}", "COLUMNS=140", "LINES=40", sys.executable, "-m", "rrg_local.cli", "tui"]
+    )
     done = tmp_path / "exited"
     # The pane outlives the app for a while, so a crash leaves its traceback on screen for the message below.
     shell = f"{command}; echo $? > {shlex.quote(str(done))}; sleep 60"

@@ -1,6 +1,8 @@
-"""Activity screen: the index's counts (`query.status`) and the files that could not be indexed.
+"""Activity screen: the model in use, the index's counts (`query.status`), tagging, and bad files.
 
-Loads in a thread worker each time it is shown (`ActivityLoaded`); `r` loads again.
+Loads in a thread worker each time it is shown and whenever the watcher reports (`ActivityLoaded`);
+`r` loads again. `t` embeds and tags what is waiting (`tui.tasks.tag_library`) in a worker whose
+`TagProgressed` messages drive the progress bar (counts and ETA); `TagFinished` ends it.
 """
 
 from __future__ import annotations
@@ -9,11 +11,12 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 
 from rrg_local.library.query import list_errors, status
+from tui import tasks
 from tui.database import opened
-from tui.messages import ActivityLoaded
+from tui.messages import ActivityLoaded, LibraryChanged, TagFinished, TagProgressed
 
 
 def status_text(counts: dict) -> str:
@@ -29,13 +32,35 @@ def status_text(counts: dict) -> str:
     )
 
 
+def progress_text(phase: str, done: int, total: int, eta_s: float | None) -> str:
+    """What the progress bar stands for, in words.
+
+    >>> progress_text("tagging", 3, 10, 70.2)
+    'tagging: 3 / 10 photos, about 1m 10s left'
+    """
+    left = "" if eta_s is None else f", about {int(eta_s) // 60}m {int(eta_s) % 60}s left"
+    return f"{phase}: {done} / {total} photos{left}"
+
+
 class ActivityScreen(Screen):
-    BINDINGS = [Binding("r", "refresh", "Refresh")]
-    DEFAULT_CSS = "ActivityScreen #counts { height: auto; padding: 0 1 1 1; }"
+    BINDINGS = [Binding("r", "refresh", "Refresh"), Binding("t", "tag", "Tag now")]
+    DEFAULT_CSS = """
+    ActivityScreen #model { height: auto; padding: 0 1; }
+    ActivityScreen #counts { height: auto; padding: 1 1 0 1; }
+    ActivityScreen #tag-progress { padding: 0 1; }
+    ActivityScreen #tag-status { height: auto; padding: 0 1 1 1; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tagging = False
 
     def compose(self) -> ComposeResult:
         yield Header()
+        yield Static("", id="model")
         yield Static("loading...", id="counts")
+        yield ProgressBar(id="tag-progress", show_eta=False)
+        yield Static("t: tag the photos waiting for it", id="tag-status")
         yield DataTable(id="errors", cursor_type="row")
         yield Footer()
 
@@ -47,18 +72,58 @@ class ActivityScreen(Screen):
         self.query_one(DataTable).focus()
         self.load()
 
+    def on_library_changed(self, message: LibraryChanged) -> None:
+        self.load()
+
     def action_refresh(self) -> None:
         self.load()
 
     @work(thread=True, exclusive=True, group="activity-load")
     def load(self) -> None:
-        with opened(self.app.settings) as db:
+        settings = self.app.settings
+        with opened(settings) as db:
             counts, errors = status(db), list_errors(db)
-        self.post_message(ActivityLoaded(counts, errors))
+        self.post_message(ActivityLoaded(counts, errors, tasks.model_status(settings)))
 
     def on_activity_loaded(self, message: ActivityLoaded) -> None:
+        self.query_one("#model", Static).update(message.model)
         self.query_one("#counts", Static).update(status_text(message.counts))
         table = self.query_one(DataTable)
         table.clear()
         for e in message.errors:
             table.add_row(e["path"], e["kind"], e["reason"], e["at"])
+
+    # ---- tagging ----------------------------------------------------------------------------------
+
+    def action_tag(self) -> None:
+        if self.tagging:
+            self.notify("already tagging", severity="warning")
+            return
+        self.tagging = True
+        self.query_one("#tag-status", Static).update("starting the model...")
+        self.tag()
+
+    @work(thread=True, exclusive=True, group="tag")
+    def tag(self) -> None:
+        def progressed(phase: str, done: int, total: int, eta_s: float | None) -> None:
+            self.post_message(TagProgressed(phase, done, total, eta_s))
+
+        try:
+            summary = tasks.tag_library(self.app.settings, progressed)
+        except Exception as exc:  # RegistryError (no model), VisionError, a database error
+            self.post_message(TagFinished(str(exc), failed=True))
+            return
+        self.post_message(TagFinished(summary))
+
+    def on_tag_progressed(self, message: TagProgressed) -> None:
+        self.query_one(ProgressBar).update(total=max(message.total, 1), progress=message.done)
+        self.query_one("#tag-status", Static).update(
+            progress_text(message.phase, message.done, message.total, message.eta_s)
+        )
+
+    def on_tag_finished(self, message: TagFinished) -> None:
+        self.tagging = False
+        self.query_one("#tag-status", Static).update(message.summary)
+        self.notify(message.summary, title="tagging", severity="error" if message.failed else "information")
+        self.app.library_changes += 1  # the Library's tag filters load again on show
+        self.load()

@@ -1,7 +1,8 @@
 """Concepts screen: every concept with its category and description; details of the highlighted one.
 
-A thread worker reads the concepts, their description candidates and photos by role, and whether a
-model is configured (`ConceptsLoaded`). Without a model it says how to add one.
+A thread worker reads the concepts, their description candidates, photos by role and suggested tags,
+and whether a model is configured (`ConceptsLoaded`), each time the screen is shown. Without a model
+it says how to add one.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def load_views(store: ConceptStore) -> list[ConceptView]:
                 tuple(sorted(store.photos(c, "reference"))),
                 tuple(sorted(store.photos(c, "confirmed"))),
                 tuple(sorted(store.photos(c, "negative"))),
+                tuple(t.photo_id for t in store.tags(c, statuses=("suggested",))),
             )
         )
     return views
@@ -58,7 +60,7 @@ class ConceptsScreen(Screen):
 
     def on_mount(self) -> None:
         self.title = "Concepts"
-        self.query_one(DataTable).add_columns("name", "category", "description")
+        self.query_one(DataTable).add_columns("name", "category", "suggested", "description")
 
     def on_screen_resume(self) -> None:
         self.query_one(DataTable).focus()
@@ -78,9 +80,9 @@ class ConceptsScreen(Screen):
         table = self.query_one(DataTable)
         table.clear()
         for c in self.concepts:
-            table.add_row(c.name, c.category, (c.description or "-")[:60], key=str(c.id))
+            table.add_row(c.name, c.category, str(len(c.suggested)), (c.description or "-")[:60], key=str(c.id))
         if not self.concepts:
-            empty = "No concepts yet: rrg concept add NAME --category CATEGORY PHOTOS..."
+            empty = "No concepts yet: mark photos in the Library (space) and press n, or rrg concept add"
             self.query_one("#concept-details", Static).update(empty)
         else:
             self.show(0)

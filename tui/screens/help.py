@@ -13,11 +13,16 @@ HELP = """\
 
 | key | does |
 | --- | --- |
-| `1` `2` `3` `4` | Library, Concepts, Ask, Activity |
-| `/` | filter the library (folder text or a date prefix such as `2024-06`) |
+| `1` `2` `3` `4` `5` | Library, Concepts, Ask, Activity, Settings |
+| `/` | filter the library: folder text, date `2024-06`, range `2023..2024-06`, `<Bo>`, `is:suggested` |
+| `g` | Library: thumbnail grid / list |
+| `space` | Library: mark the photo; `n`: teach a new concept from the marked photos |
 | `enter` | open the highlighted photo |
 | `r` | Library: rescan the configured folders; Activity: refresh |
+| `t` | Activity: embed and tag the photos waiting for it (needs a model) |
 | `y` / `n` | Photo: confirm / reject the highlighted tag |
+| `a` | Photo: ask a question about this photo |
+| `ctrl+s` | Settings: save |
 | `escape` | back (Photo), leave the input (Ask, filter) |
 | `ctrl+p` | command palette |
 | `?` | this help |

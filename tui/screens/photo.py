@@ -1,25 +1,31 @@
-"""Photo screen: metadata, the thumbnail as half-block text, and the photo's tags; `y`/`n` review one.
+"""Photo screen: metadata, the thumbnail as half-block text, the photo's tags (`y`/`n` review one), and
+a question about this photo (`a`).
 
-Tags and the thumbnail load in a thread worker (`PhotoOpened`); a verdict is written through
-`ConceptStore.review` in another (`TagReviewed`), and the tags load again.
+Tags and the thumbnail load in a thread worker (`PhotoOpened`) on show, so tags written meanwhile
+appear; a verdict is written through `ConceptStore.review` in another (`TagReviewed`), and the tags
+load again. A question runs `tui.tasks.ask_photo` in a worker; the answer streams in
+(`AnswerStreamed`, `AnswerFinished`), or the screen says how to add a model (`ModelMissing`).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PIL import Image
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from rrg_local.concepts.store import ConceptStore, Tag
 from rrg_local.library.query import PhotoRow
+from tui import tasks
 from tui.database import opened
 from tui.halfblock import halfblock
-from tui.messages import PhotoOpened, TagReviewed
-from tui.views import photo_meta, tag_cells
+from tui.messages import AnswerFinished, AnswerStreamed, ModelMissing, PhotoOpened, TagReviewed
+from tui.views import MODEL_HOWTO, photo_meta, tag_cells
 
 THUMB_COLUMNS = 48
 STATUSES = ("suggested", "confirmed", "rejected")
@@ -27,20 +33,24 @@ STATUSES = ("suggested", "confirmed", "rejected")
 
 class PhotoScreen(Screen):
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
+        Binding("escape", "back", "Back"),
         Binding("y", "review(True)", "Confirm"),
         Binding("n", "review(False)", "Reject"),
+        Binding("a", "ask", "Ask about it"),
     ]
     DEFAULT_CSS = """
     PhotoScreen #thumb { width: auto; max-width: 50; padding: 0 1; }
     PhotoScreen #meta { height: auto; padding: 0 1 1 1; }
     PhotoScreen #tags { height: 1fr; }
+    PhotoScreen #photo-answer { height: auto; max-height: 12; padding: 0 1; }
     """
 
     def __init__(self, row: PhotoRow) -> None:
         super().__init__()
         self.row = row
         self.tags: list[Tag] = []
+        self.question = ""
+        self.answer_text = ""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -49,6 +59,8 @@ class PhotoScreen(Screen):
             with Vertical():
                 yield Static(photo_meta(self.row), id="meta")
                 yield DataTable(id="tags", cursor_type="row")
+                yield Static("", id="photo-answer", markup=False)
+                yield Input(placeholder="a: ask about this photo, e.g. What is <Bo> doing here?", id="photo-question")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -56,7 +68,18 @@ class PhotoScreen(Screen):
         table = self.query_one("#tags", DataTable)
         table.add_columns("concept", "status", "score", "reasoning")
         table.focus()
+
+    def on_screen_resume(self) -> None:
         self.load()
+
+    def action_back(self) -> None:
+        if self.query_one("#photo-question", Input).has_focus:
+            self.query_one("#tags", DataTable).focus()
+        else:
+            self.app.pop_screen()
+
+    def action_ask(self) -> None:
+        self.query_one("#photo-question", Input).focus()
 
     @work(thread=True, exclusive=True, group="photo-load")
     def load(self) -> None:
@@ -79,7 +102,7 @@ class PhotoScreen(Screen):
         for tag in self.tags:
             table.add_row(*tag_cells(tag), key=str(tag.concept_id))
         if not self.tags:
-            table.add_row("-", "no tags yet", "", "rrg tag suggests them once a model is configured")
+            table.add_row("-", "no tags yet", "", "t on Activity (or rrg tag) suggests them once there is a model")
 
     def action_review(self, confirm: bool) -> None:
         table = self.query_one("#tags", DataTable)
@@ -99,3 +122,44 @@ class PhotoScreen(Screen):
         verdict = "confirmed" if message.confirmed else "rejected"
         self.notify(f"<{message.concept}> {verdict} on photo {message.photo_id}")
         self.load()
+
+    # ---- a question about this photo --------------------------------------------------------------
+
+    @on(Input.Submitted, "#photo-question")
+    def submitted(self, event: Input.Submitted) -> None:
+        question = event.value.strip()
+        if not question:
+            return
+        event.input.clear()
+        self.answer_text = ""
+        self.question = question
+        self.query_one("#photo-answer", Static).update(f"> {question}\n…")
+        self.answer(question)
+
+    @work(thread=True, exclusive=True, group="photo-ask")
+    def answer(self, question: str) -> None:
+        from rrg_local.vlm.registry import RegistryError
+
+        settings = self.app.settings
+        path = Path(self.row["path"]) if self.row["path"] else settings.thumbs_dir / self.row["thumb"]
+        try:
+            result = tasks.ask_photo(settings, question, path, lambda p: self.post_message(AnswerStreamed(0, p)))
+        except RegistryError as exc:
+            self.post_message(ModelMissing(str(exc)))
+            self.post_message(AnswerFinished(0, MODEL_HOWTO, failed=True))
+            return
+        except Exception as exc:  # VisionError, ValueError, an unreadable photo
+            self.post_message(AnswerFinished(0, f"error: {exc}", failed=True))
+            return
+        self.post_message(AnswerFinished(0, result.text, result.citations, result.unsure))
+
+    def on_answer_streamed(self, message: AnswerStreamed) -> None:
+        self.answer_text += message.piece
+        self.query_one("#photo-answer", Static).update(f"> {self.question}\n{self.answer_text}")
+
+    def on_answer_finished(self, message: AnswerFinished) -> None:
+        note = "\n(not sure)" if message.unsure and not message.failed else ""
+        self.query_one("#photo-answer", Static).update(f"> {self.question}\n{message.text}{note}")
+
+    def on_model_missing(self, message: ModelMissing) -> None:
+        self.notify(message.reason, title="no model", severity="warning", timeout=10)
