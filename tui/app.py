@@ -73,6 +73,7 @@ class RRGApp(App):
         self.watch_stop = threading.Event()
         self.watch_ready = threading.Event()
         self.library_changes = 0  # screens not shown when the watcher reported load again on show
+        self.auto_tagging = False  # a background pass over newly arrived photos is running
 
     def on_mount(self) -> None:
         self.sub_title = str(self.settings.home)
@@ -123,9 +124,41 @@ class RRGApp(App):
         self.library_changes += 1
         for error in message.errors:
             self.notify(error, title="could not index", severity="error", timeout=10)
+        if message.counts.get("new_photos") and not self.auto_tagging and self._has_concepts_and_model():
+            self.auto_tagging = True
+            self.auto_tag()
         for screen in self.screen_stack:
             if hasattr(screen, "on_library_changed"):
                 screen.post_message(LibraryChanged(message.what, message.counts, message.errors))
+
+    def _has_concepts_and_model(self) -> bool:
+        from rrg_local.vlm import registry
+
+        try:
+            registry.get(self.settings)
+        except registry.RegistryError:
+            return False
+        with opened(self.settings) as db:
+            return bool(db.execute("SELECT 1 FROM concepts LIMIT 1").fetchone())
+
+    @work(thread=True, exclusive=True, group="auto-tag")
+    def auto_tag(self) -> None:
+        """New photos from the watcher are tagged as they arrive (the Activity screen's `t` does the rest)."""
+        from tui import tasks
+
+        try:
+            summary = tasks.tag_library(self.settings, lambda *_: None)
+        except Exception as exc:  # RegistryError, VisionError, a database error: say it, keep the app alive
+            summary = f"tagging new photos failed: {exc}"
+        self.call_from_thread(self._auto_tagged, summary)
+
+    def _auto_tagged(self, summary: str) -> None:
+        self.auto_tagging = False
+        self.library_changes += 1
+        self.notify(summary, title="new photos tagged")
+        for screen in self.screen_stack:
+            if hasattr(screen, "on_library_changed"):
+                screen.post_message(LibraryChanged("tagged", {}, []))
 
     # ---- commands ---------------------------------------------------------------------------------
 

@@ -234,3 +234,29 @@ def test_teach_describe_and_tag_with_the_tiny_model(library, db, tiny):
     mug = ConceptStore(db).get("Mug")
     assert mug.description_source == "speaker" and (mug.detailed or mug.coarse)
     assert Jobs(db).counts()[KIND_TAG].get("pending", 0) == 0
+
+
+def test_photos_arriving_in_a_watched_folder_are_tagged(library, db, tiny):
+    from rrg_local.vlm import registry
+
+    settings, pid = library
+    pair = tiny.pair("f16")
+    registry.add(settings, "tiny", pair.text, pair.mmproj)
+    store = ConceptStore(db)
+    store.add_photos(store.get("Bo"), [pid], "reference")
+    Jobs(db).finish([r[0] for r in db.execute("SELECT id FROM jobs WHERE kind = 'tag'")])  # the old pass is done
+    db.conn.commit()
+    root = settings.folders[0]
+
+    async def scenario(pilot):
+        app = pilot.app
+        await wait_for(pilot, app.watch_ready.is_set)
+        write_jpeg(root / "later" / "arrived.jpg", 12, taken=datetime(2025, 3, 2, 9))
+        await wait_for(pilot, lambda: len(table_rows(app, "#photos")) == 4)
+        await wait_for(pilot, lambda: not app.auto_tagging, 120)
+
+    drive(RRGApp(settings), scenario)
+    new = db.execute("SELECT photo_id FROM paths WHERE path LIKE '%arrived.jpg'").fetchone()[0]
+    states = dict(db.execute("SELECT photo_id, state FROM jobs WHERE kind = 'tag'").fetchall())
+    assert states[new] == "done"  # stage 1 (and stage 2 if it retrieved Bo) ran on the new photo
+    assert db.execute("SELECT count(*) FROM embeddings WHERE photo_id = ?", [new]).fetchone()[0] == 1

@@ -1,0 +1,74 @@
+"""The shipped demo model: complete, as its manifest says, and it loads and answers through the real runtime."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from rrg_local.demo import run as demo_run
+from rrg_local.demo.attributes import CATEGORIES, lookalikes
+from rrg_local.demo.photo import render_photo
+from rrg_local.vlm import prompts, tasks
+from rrg_local.vlm.protocol import ImageRef
+
+pytest.importorskip("llama_cpp")
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return demo_run.shipped_model()  # verifies every file's sha256 against the manifest
+
+
+@pytest.fixture(scope="module")
+def model(shipped):
+    from rrg_local.vlm.llama import LlamaConfig, LlamaVisionModel
+
+    config = LlamaConfig(
+        model=shipped.text, mmproj=shipped.mmproj, lora=shipped.lora, lora_scope=shipped.lora_scope,
+        image_max_tokens=shipped.image_max_tokens, n_threads=1,
+    )  # fmt: skip
+    with LlamaVisionModel(config) as m:
+        yield m
+
+
+def test_manifest_records_the_build_and_fits_the_budget(shipped):
+    m = shipped.manifest
+    total = sum(f["bytes"] for f in m["files"].values())
+    assert total <= 25 * 2**20 and set(m["files"]) == {"text", "mmproj", "lora"}
+    build = m["build"]
+    assert build["config"]["pretrain"]["seed"] == 0 and build["config"]["pretrain"]["steps"] > 0
+    assert build["config"]["rrg"]["steps"] > 0 and "pretrain_s" in build["timings"]
+    assert 0.0 <= build["pretrain_final"]["identification"] <= 1.0
+    assert m["lora_speaker_only"] and shipped.lora_scope == "speaker" and shipped.image_max_tokens == 16
+    assert m["versions"]["torch"] and m["versions"]["transformers"]
+
+
+def photo(tmp_path, concept, seed, name="p.jpg"):
+    img, truth = render_photo([concept], "grass", random.Random(seed), 224)
+    path = tmp_path / name
+    img.save(path, "JPEG", quality=90)
+    return ImageRef(path), truth
+
+
+def test_it_describes_recognizes_identifies_and_answers(model, tmp_path):
+    from trainer.demo_tasks import describe, draw_concept
+
+    rng = random.Random(11)
+    concept = draw_concept(rng, evaluation=True)
+    image, _ = photo(tmp_path, concept, 1)
+    d = tasks.describe(model, image, concept.category)
+    assert d.coarse.startswith("A photo of") and any(c in d.coarse for c in CATEGORIES)
+    truth = describe(concept, rng, style="complete")
+    text = prompts.ConceptText("Bo", concept.category, truth.coarse, truth.detailed)
+    rec = tasks.recognize(model, image, text, reasoning=False)
+    assert 0.0 <= rec.p_yes <= 1.0
+    other = lookalikes(concept, rng)[0]
+    od = describe(other, rng, style="complete")
+    ident = tasks.identify(
+        model, image, [text, prompts.ConceptText("Pip", other.category, od.coarse, od.detailed)],
+        reasoning=False, caption=False, none_option=True,
+    )  # fmt: skip
+    assert ident.label in ("A", "B", "None") and abs(sum(ident.probs.values()) - 1) < 1e-4
+    answer = tasks.ask(model, image, "Where was this photo taken?", [text])
+    assert answer.strip()
