@@ -360,7 +360,7 @@ def format_table(columns: dict[str, dict]) -> str:
     for m in METRICS:
         cells = []
         for n in names:
-            v = columns[n]["metrics"][m]
+            v = columns[n]["metrics"].get(m)  # runs evaluated before a metric existed show "-"
             cells.append(("-" if v is None else f"{v:.3f}").rjust(width + 2))
         lines.append(m.ljust(16) + "".join(cells))
     return "\n".join(lines)

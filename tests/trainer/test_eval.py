@@ -62,11 +62,13 @@ def test_caption_hit_needs_the_name_in_angle_brackets():
 
 
 def test_table_prints_none_as_a_dash():
-    metrics = {"positive": 1.0, "negative": 0.25, "weighted": 0.625, "identification": 0.5, "captioning": None}
+    metrics = {"positive": 1.0, "negative": 0.25, "weighted": 0.625, "identification": 0.5, "captioning": None,
+               "context": 0.25}  # fmt: skip
     table = format_table({"zero-shot": {"metrics": metrics}, "trained": {"metrics": {**metrics, "captioning": 0.5}}})
     lines = table.splitlines()
     assert lines[0].split() == ["metric", "zero-shot", "trained"]
-    assert lines[-1].split() == ["captioning", "-", "0.500"]
+    assert lines[-2].split() == ["captioning", "-", "0.500"]
+    assert lines[-1].split() == ["context", "0.250", "0.250"]
 
 
 # ---- a tiny run, trained two steps ---------------------------------------------------------------
