@@ -52,7 +52,8 @@ def main() -> int:
                            accept=held_out)  # fmt: skip
         data = eval_data(bench, bench / "categories.csv", all_concepts=True, k=args.k, seed=args.seed)
         start = time.monotonic()
-        backend = GGUFBackend.open(model.text, model.mmproj, lora=args.model_dir / lora["path"])
+        backend = GGUFBackend.open(model.text, model.mmproj, lora=args.model_dir / lora["path"],
+                                   image_max_tokens=model.image_max_tokens)  # fmt: skip
         try:
             raw = run_columns(backend, data)
             columns = {"untrained": raw["zero-shot"], "RRG-trained": raw["trained"]}

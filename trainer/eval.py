@@ -236,16 +236,20 @@ class GGUFBackend:
         self.listener, self.speaker, self.max_tokens = listener, speaker, max_tokens
 
     @classmethod
-    def open(cls, base_text: Path, mmproj: Path, trained_text: Path | None = None, *, lora: Path | None = None,
-             max_tokens: int = 80, n_threads: int = 0) -> GGUFBackend:  # fmt: skip
-        """Base GGUF as listener; the trained speaker is `trained_text` (merged) or the base + `lora`."""
+    def open(
+        cls, base_text: Path, mmproj: Path, trained_text: Path | None = None, *, lora: Path | None = None,
+        max_tokens: int = 80, n_threads: int = 0, image_max_tokens: int | None = None,
+    ) -> GGUFBackend:  # fmt: skip
+        """Base GGUF as listener; the trained speaker is `trained_text` (merged) or the base + `lora`.
+        `image_max_tokens`: the cap the model was trained with (None: the runtime's default)."""
         from rrg_local.vlm.llama import LlamaConfig, LlamaVisionModel
 
-        listener = LlamaVisionModel(LlamaConfig(model=base_text, mmproj=mmproj, n_threads=n_threads))
+        kw = {"image_max_tokens": image_max_tokens} if image_max_tokens else {}
+        listener = LlamaVisionModel(LlamaConfig(model=base_text, mmproj=mmproj, n_threads=n_threads, **kw))
         speaker = None
         if trained_text is not None or lora is not None:
             text = trained_text or base_text
-            speaker = LlamaVisionModel(LlamaConfig(model=text, mmproj=mmproj, n_threads=n_threads, lora=lora))
+            speaker = LlamaVisionModel(LlamaConfig(model=text, mmproj=mmproj, n_threads=n_threads, lora=lora, **kw))
         return cls(listener, speaker, max_tokens=max_tokens)
 
     def close(self) -> None:
