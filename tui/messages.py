@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from rich.text import Text
 from textual.message import Message
 
-from rrg_local.concepts.store import Tag
+from rrg_local.concepts.store import Concept, Tag
 from rrg_local.library.query import ErrorRow, PhotoRow
 from tui.views import ConceptView, PhotoTags
 
@@ -133,3 +133,24 @@ class ActivityLoaded(Message):
     counts: dict
     errors: list[ErrorRow]
     model: str = ""
+
+
+@dataclass
+class ConceptFetched(Message):
+    """The highlighted concept, read again for the edit modal (None: it is gone)."""
+
+    concept_id: int
+    concept: Concept | None
+
+
+@dataclass
+class ConceptEdited(Message):
+    concept_id: int
+    name: str
+    error: str = ""
+
+
+@dataclass
+class ConceptRemoved(Message):
+    name: str
+    error: str = ""

@@ -21,6 +21,8 @@ HELP = """\
 | `r` | Library: rescan the configured folders; Activity: refresh |
 | `t` | Activity: embed and tag the photos waiting for it (needs a model) |
 | `y` / `n` | Photo: confirm / reject the highlighted tag |
+| `e` | Concepts: edit the highlighted concept (name, category, descriptions) |
+| `d` | Concepts: delete the highlighted concept (its tags go; photos stay) |
 | `a` | Photo: ask a question about this photo |
 | `ctrl+s` | Settings: save |
 | `escape` | back (Photo), leave the input (Ask, filter) |
