@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.demo_model import DemoConfig, pretrain, read_metrics
+from trainer.demo_vision import VisionConfig
 
 SHIPPED = Path(__file__).resolve().parent.parent / "rrg_local" / "demo" / "model"
 TEXT_NAME = "rrg-demo-text-f16.gguf"
@@ -34,11 +35,23 @@ class BuildConfig:
     """The build beyond pre-training: the RRG stage's benchmark and run settings."""
 
     pretrain: DemoConfig = DemoConfig()
+    # Phase 2 of stage B, from phase 1's model: mostly the listener roles, at a lower learning rate (phase 1's
+    # recognition only moved once its learning rate had decayed).
+    listener: DemoConfig | None = DemoConfig(
+        vision=VisionConfig(steps=0),
+        steps=1100,
+        lr=6e-4,
+        warmup=50,
+        mix_start=(0.15, 0.55, 0.25, 0.05),
+        mix_end=(0.15, 0.55, 0.25, 0.05),
+        hard_start=0.75,
+        hard_end=0.75,
+    )
     bench_concepts: int = 36
     bench_photos: int = 5
     rrg: dict[str, Any] = field(
         default_factory=lambda: {
-            "steps": 60,
+            "steps": 150,
             "targets_per_step": 2,
             "group_size": 4,
             "K": 3,
@@ -101,7 +114,12 @@ def build(config: BuildConfig, run: Path, log=print) -> dict:
     run.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     base = pretrain(config.pretrain, run / "pretrain", log=log)
-    return finish(config, run, base, {"pretrain_s": round(time.monotonic() - start, 1)}, log)
+    timings = {"pretrain_s": round(time.monotonic() - start, 1)}
+    if config.listener is not None:
+        start = time.monotonic()
+        base = pretrain(replace(config.listener, warm_start=str(base)), run / "listener", log=log)
+        timings["listener_s"] = round(time.monotonic() - start, 1)
+    return finish(config, run, base, timings, log)
 
 
 def finish(config: BuildConfig, run: Path, base: Path, timings: dict[str, float], log=print) -> dict:
@@ -114,7 +132,8 @@ def finish(config: BuildConfig, run: Path, base: Path, timings: dict[str, float]
     start = time.monotonic()
     exported = export_run(rrg_dir, quant=())
     timings["export_s"] = round(time.monotonic() - start, 1)
-    evals = [r for r in read_metrics(run / "pretrain") if "identification" in r]
+    last = run / "listener" if (run / "listener" / "metrics.jsonl").exists() else run / "pretrain"
+    evals = [r for r in read_metrics(last) if "identification" in r]
     record = {
         "config": json.loads(json.dumps(asdict(config))),
         "timings": timings,
@@ -134,7 +153,7 @@ def _base_gguf(base: Path, run: Path) -> Path:
     """The pre-trained (not RRG-trained) model as an f16 GGUF: the shipped base and the frozen listener."""
     from trainer.gguf import convert
 
-    dest = run / "base-gguf"
+    dest = run / f"base-gguf-{base.parent.name}"  # one per pre-training phase
     if not (dest / "base-f16.gguf").exists():
         convert(base, dest, "f16", name="base", fallback_pre="qwen2")
     return dest / "base-f16.gguf"
@@ -184,14 +203,17 @@ def config_with(pairs: tuple[str, ...]) -> BuildConfig:
     from trainer.demo_model import with_overrides
 
     config = BuildConfig()
-    pre, rrg, top = [], dict(config.rrg), {}
+    pre, listener, rrg, top = [], [], dict(config.rrg), {}
     for pair in pairs:
         key, _, value = pair.partition("=")
         if key.startswith("pretrain."):
             pre.append(f"{key.removeprefix('pretrain.')}={value}")
+        elif key.startswith("listener."):
+            listener.append(f"{key.removeprefix('listener.')}={value}")
         elif key.startswith("rrg."):
             name = key.removeprefix("rrg.")
             rrg[name] = type(config.rrg[name])(value) if name in config.rrg else value
         else:
             top[key] = type(getattr(config, key))(value)
-    return replace(config, pretrain=with_overrides(config.pretrain, pre), rrg=rrg, **top)
+    phase2 = with_overrides(config.listener, listener) if config.listener is not None else None
+    return replace(config, pretrain=with_overrides(config.pretrain, pre), listener=phase2, rrg=rrg, **top)

@@ -75,6 +75,8 @@ class DemoConfig:
     micro_batches: int = 2  # the batch, sorted by length, in this many passes (less padding, same gradient)
     bf16: bool = True  # CPU autocast: 1.75x faster here (AVX512-BF16), loss equal to 1e-5
     time_limit_s: float = field(default=0.0, metadata={"help": "stop (and save) after this long; 0: no limit"})
+    # A later phase starts from an earlier phase's model folder (its own schedule, no vision stage).
+    warm_start: str = ""
 
 
 TASKS = ("speaker", "recognition", "identification", "question")
@@ -323,6 +325,22 @@ def _save(model: Any, opt: Any, step: int, rng: random.Random, run_dir: Path) ->
     tmp.rename(final)
 
 
+def same_config(stored: dict, current: dict) -> bool:
+    """Equal, except for fields added since the run started that still hold their defaults.
+
+    >>> same_config({"demo_config": {"steps": 5}}, {"demo_config": {"steps": 5, "warm_start": ""}})
+    True
+    >>> same_config({"demo_config": {"steps": 5}}, {"demo_config": {"steps": 6, "warm_start": ""}})
+    False
+    """
+    defaults = json.loads(json.dumps(asdict(DemoConfig())))
+    old, new = stored["demo_config"], dict(current["demo_config"])
+    for key in set(new) - set(old):
+        if new[key] == defaults.get(key):
+            del new[key]
+    return old == new
+
+
 def pretrain(config: DemoConfig, run_dir: Path, *, log: Any = print, stop_after: int | None = None) -> Path | None:
     """Train (or resume) the demo model in `run_dir`; returns `run_dir/hf`, the final model folder.
 
@@ -338,16 +356,17 @@ def pretrain(config: DemoConfig, run_dir: Path, *, log: Any = print, stop_after:
     run_dir.mkdir(parents=True, exist_ok=True)
     record = {"demo_config": asdict(config)}
     cfg_path = run_dir / "config.json"
-    if cfg_path.exists() and json.loads(cfg_path.read_text()) != json.loads(json.dumps(record)):
+    if cfg_path.exists() and not same_config(json.loads(cfg_path.read_text()), json.loads(json.dumps(record))):
         raise ValueError(f"{run_dir} holds a run with another config; use a new directory")
     cfg_path.write_text(json.dumps(record, indent=1) + "\n")
     torch.set_num_threads(config.threads)
     init = init_model(config, run_dir)
     ckpt = run_dir / "checkpoint"
-    model = AutoModelForImageTextToText.from_pretrained(ckpt if ckpt.exists() else init, dtype=torch.float32)
+    start_from = ckpt if ckpt.exists() else Path(config.warm_start) if config.warm_start else init
+    model = AutoModelForImageTextToText.from_pretrained(start_from, dtype=torch.float32)
     model.train()
     encoder = Encoder(init)
-    if not ckpt.exists() and config.vision.steps:
+    if not ckpt.exists() and config.vision.steps and not config.warm_start:
         vision = run_dir / "vision.pt"
         if not vision.exists():
             log(f"stage A: vision tower, {config.vision.steps} steps")
