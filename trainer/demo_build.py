@@ -12,7 +12,6 @@ timings, tool versions and file hashes, so `rrg demo` needs no training.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -20,6 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from rrg_local.vlm.gguf_meta import file_sha256
 from trainer.demo_model import DemoConfig, pretrain, read_metrics
 from trainer.demo_vision import VisionConfig
 
@@ -66,14 +66,6 @@ class BuildConfig:
             "name": "rrg-demo",
         }
     )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def rrg_stage(config: BuildConfig, run: Path, base: Path, log=print) -> Path:
@@ -189,7 +181,7 @@ def ship(run: Path, dest: Path = SHIPPED, *, speaker_only: bool = True) -> Path:
         "build": {k: record[k] for k in ("config", "timings", "pretrain_final", "rrg_final")},
         "versions": toolchain_versions(),
         "files": {
-            role: {"path": name, "bytes": (dest / name).stat().st_size, "sha256": _sha256(dest / name)}
+            role: {"path": name, "bytes": (dest / name).stat().st_size, "sha256": file_sha256(dest / name)}
             for role, (_, name) in roles.items()
         },
     }

@@ -10,13 +10,13 @@ LoRA (for `rrg model add --lora` on the base model's GGUF), and writes `export/m
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from rrg_local.vlm.gguf_meta import file_sha256
 from trainer.cache import atomic_dir, toolchain_versions
 from trainer.gguf import convert, convert_lora, quantize
 
@@ -85,14 +85,6 @@ def merge(base_dir: Path, adapter_dir: Path, out_dir: Path) -> Path:
     return out_dir
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def export_run(
     run_dir: Path, *, quant: tuple[str, ...] = ("Q4_K_M",), outtype: str = "f16", name: str | None = None
 ) -> ExportResult:
@@ -122,7 +114,7 @@ def export_run(
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "versions": toolchain_versions(),
             "files": {
-                k: {"path": str(dest / p.relative_to(tmp)), "bytes": p.stat().st_size, "sha256": _sha256(p)}
+                k: {"path": str(dest / p.relative_to(tmp)), "bytes": p.stat().st_size, "sha256": file_sha256(p)}
                 for k, p in files.items()
             },
         }

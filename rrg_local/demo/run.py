@@ -11,7 +11,6 @@ handful of questions. Every step is resumable: a second run reuses what the firs
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rrg_local.config import Settings, save_settings
+from rrg_local.vlm.gguf_meta import file_sha256
 
 MODEL_DIR = Path(__file__).resolve().parent / "model"
 MODEL_NAME = "rrg-demo"
@@ -50,14 +50,6 @@ class ShippedModel:
     manifest: dict
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def shipped_model(model_dir: Path = MODEL_DIR, *, verify: bool = True) -> ShippedModel:
     """The demo model shipped in the package, its files checked against the manifest's hashes."""
     manifest_path = model_dir / "manifest.json"
@@ -69,7 +61,7 @@ def shipped_model(model_dir: Path = MODEL_DIR, *, verify: bool = True) -> Shippe
         path = files[role]
         if not path.exists():
             raise DemoError(f"demo model file missing: {path} (reinstall rrg-local)")
-        if verify and _sha256(path) != f["sha256"]:
+        if verify and file_sha256(path) != f["sha256"]:
             raise DemoError(f"demo model file damaged (checksum differs from manifest): {path}")
     scope = "speaker" if manifest.get("lora_speaker_only", True) else "all"
     return ShippedModel(

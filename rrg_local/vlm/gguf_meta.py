@@ -2,11 +2,13 @@
 
 The registry uses it to check a model pair before it is added: both files are GGUF, the projector is an
 mmproj with a vision encoder, and its output width matches the text model's embedding width. Large
-arrays (the tokenizer's vocabulary) are skipped, not read.
+arrays (the tokenizer's vocabulary) are skipped, not read. `file_sha256` is the digest that model manifests
+(`rrg-train export`, the shipped demo model) record and check.
 """
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from pathlib import Path
 from typing import BinaryIO
@@ -17,6 +19,15 @@ _STRING, _ARRAY = 8, 9
 
 class GGUFError(ValueError):
     pass
+
+
+def file_sha256(path: Path) -> str:
+    """The hex SHA-256 of a (large) file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _read(fh: BinaryIO, fmt: str):
