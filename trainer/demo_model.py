@@ -151,7 +151,7 @@ class Encoder:
             at = text.find(span, start)
             if at < 0:
                 continue
-            head = self.ids(text[:at]) if not ids else self.ids(text[:at])
+            head = self.ids(text[:at])
             ids += head
             labels += [-100] * len(head)
             body = self.ids(span)

@@ -57,30 +57,40 @@ def token_targets(truth: PhotoTruth, grid: tuple[int, int], coverage: float) -> 
     >>> token_targets(t, (2, 2), 0.3)["category"]
     [0, 6, 6, 6]
     """
-    rows, cols = grid
-    w, h = truth.size
+    covers = [cell_coverage(obj.box, truth.size, grid) for obj in truth.objects]
     out: dict[str, list[int]] = {k: [] for k in HEADS}
+    for token in range(grid[0] * grid[1]):
+        best, best_cover = None, coverage
+        for obj, cover in zip(truth.objects, covers, strict=True):  # later objects are drawn over earlier ones
+            if cover[token] >= best_cover:
+                best, best_cover = obj.concept, cover[token]
+        if best is None:
+            out["category"].append(len(CATEGORIES))
+            for k in ("colour", "secondary", "pattern", "part", "mark"):
+                out[k].append(IGNORE)
+            continue
+        out["category"].append(CATEGORIES.index(best.category))
+        for k, v in token_targets_for(best).items():
+            out[k].append(v)
+    return out
+
+
+def cell_coverage(box: tuple[int, int, int, int], size: tuple[int, int], grid: tuple[int, int]) -> list[float]:
+    """Per image token (row-major over `grid`): the share of its cell that `box` covers.
+
+    >>> cell_coverage((0, 0, 50, 25), (100, 100), (2, 2))
+    [0.5, 0.0, 0.0, 0.0]
+    """
+    rows, cols = grid
+    w, h = size
+    x0, y0, x1, y1 = box
+    out = []
     for r in range(rows):
         for c in range(cols):
             cell = (c * w / cols, r * h / rows, (c + 1) * w / cols, (r + 1) * h / rows)
             area = (cell[2] - cell[0]) * (cell[3] - cell[1])
-            best, best_cover = None, coverage
-            for obj in truth.objects:  # later objects are drawn over earlier ones
-                x0, y0, x1, y1 = obj.box
-                inter = max(0.0, min(x1, cell[2]) - max(x0, cell[0])) * max(0.0, min(y1, cell[3]) - max(y0, cell[1]))
-                if inter / area >= best_cover:
-                    best, best_cover = obj.concept, inter / area
-            if best is None:
-                out["category"].append(len(CATEGORIES))
-                for k in ("colour", "secondary", "pattern", "part", "mark"):
-                    out[k].append(IGNORE)
-                continue
-            out["category"].append(CATEGORIES.index(best.category))
-            out["colour"].append(list(COLOURS).index(best.colour))
-            out["secondary"].append(list(COLOURS).index(best.secondary))
-            out["pattern"].append(PATTERNS.index(best.pattern))
-            out["part"].append(PARTS[best.category][1].index(best.part))
-            out["mark"].append(MARKS.index(best.mark))
+            inter = max(0.0, min(x1, cell[2]) - max(x0, cell[0])) * max(0.0, min(y1, cell[3]) - max(y0, cell[1]))
+            out.append(inter / area)
     return out
 
 
@@ -96,20 +106,10 @@ def token_targets_for(concept) -> dict[str, int]:
 
 
 def object_weights(truth: PhotoTruth, grid: tuple[int, int]) -> list[tuple[int, list[float]]]:
-    """Per object in `truth`: (object index, each token's share of its cell covered by the object's box),
-    for objects that cover some token; later objects occlude earlier ones' cells."""
-    rows, cols = grid
-    w, h = truth.size
+    """Per object in `truth` whose box covers some token: (object index, each token's covered share)."""
     out = []
     for i, obj in enumerate(truth.objects):
-        x0, y0, x1, y1 = obj.box
-        weights = []
-        for r in range(rows):
-            for c in range(cols):
-                cell = (c * w / cols, r * h / rows, (c + 1) * w / cols, (r + 1) * h / rows)
-                area = (cell[2] - cell[0]) * (cell[3] - cell[1])
-                inter = max(0.0, min(x1, cell[2]) - max(x0, cell[0])) * max(0.0, min(y1, cell[3]) - max(y0, cell[1]))
-                weights.append(inter / area)
+        weights = cell_coverage(obj.box, truth.size, grid)
         if sum(weights) > 0:
             out.append((i, weights))
     return out

@@ -164,10 +164,11 @@ def teach(store, emb, model, truth: dict, ids: dict[str, int], echo: Callable[[s
     for i, (truth_name, info) in enumerate(sorted(truth["concepts"].items())):
         name = PET_NAMES[i % len(PET_NAMES)]
         names[truth_name] = name
-        if store.find(name) is not None and store.find(name).coarse:
+        concept = store.find(name)
+        if concept is not None and concept.coarse:
             continue
         refs = [ids[f] for f in files if truth_name in truth["files"][f]["concepts"] and f in ids][:REFERENCES]
-        concept = store.find(name) or store.add(name, info["category"])
+        concept = concept or store.add(name, info["category"])
         concept = store.add_photos(concept, refs, "reference")
         concept = write_description(model, store, emb, concept)
         echo(f"  <{name}> ({info['category']}, {truth_name}): {concept.coarse} {concept.detailed}")
