@@ -13,6 +13,24 @@ from tui.screens.concepts import ConceptsScreen
 from tui.screens.help import HELP
 
 
+async def settle_until(pilot, condition, seconds: float = 30.0) -> None:
+    """`settle`, then keep pausing until `condition()` holds or `seconds` pass: a save or delete is a worker,
+    then a message, then a reload worker, which three settle rounds did not always cover on a busy machine."""
+    import time
+
+    def holds() -> bool:
+        try:
+            return bool(condition())
+        except Exception:  # the modal may still be on top: the table is not there yet
+            return False
+
+    await settle(pilot)
+    deadline = time.monotonic() + seconds
+    while not holds() and time.monotonic() < deadline:
+        await pilot.pause(0.1)
+        await settle(pilot)
+
+
 def counts(db) -> tuple[int, int, int]:
     return tuple(db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("concepts", "tags", "photos"))
 
@@ -39,7 +57,7 @@ def test_edit_renames_and_describes(library, db):
         modal.query_one("#edit-detailed", Input).value = "white terrier with a brown patch over the left eye"
         await pilot.pause()
         await pilot.press("enter")
-        await settle(pilot)
+        await settle_until(pilot, lambda: [r[0] for r in table_rows(pilot.app, "#concepts")] == ["Bobo"])
         assert isinstance(pilot.app.screen, ConceptsScreen)
         rows = table_rows(pilot.app, "#concepts")
         assert [r[:2] for r in rows] == [["Bobo", "dog"]]
@@ -63,7 +81,7 @@ def test_edit_with_the_save_button_changes_the_category(library, db):
         modal = await open_edit(pilot)
         modal.query_one("#edit-category", Input).value = "terrier"
         await pilot.click("#save")
-        await settle(pilot)
+        await settle_until(pilot, lambda: table_rows(pilot.app, "#concepts")[0][1] == "terrier")
         assert table_rows(pilot.app, "#concepts")[0][:2] == ["Bo", "terrier"]
 
     drive(RRGApp(settings, watch=False), scenario)
@@ -124,7 +142,7 @@ def test_delete_removes_the_concept_and_its_tags_not_the_photos(library, db):
         question = str(pilot.app.screen.query_one("#delete-question", Label).content)
         assert question == "Delete <Bo>? Its tags go; photos stay."
         await pilot.click("#delete")
-        await settle(pilot)
+        await settle_until(pilot, lambda: table_rows(pilot.app, "#concepts") == [])
         assert isinstance(pilot.app.screen, ConceptsScreen)
         assert table_rows(pilot.app, "#concepts") == []
         assert "No concepts yet" in shown(pilot.app, "#concept-details")
