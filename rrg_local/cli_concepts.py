@@ -6,6 +6,7 @@ on stderr and an exit code. Commands that need the model open the registered one
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -133,7 +134,14 @@ def concept_show(ctx: Context, name: str) -> None:
     click.echo(f"<{c.name}>  category: {c.category}  (description by {c.description_source})")
     click.echo(f"coarse:   {c.coarse}\ndetailed: {c.detailed}")
     if c.threshold is not None:
-        click.echo(f"calibrated threshold: {c.threshold:.2f}")
+        click.echo(f"stage-2 threshold: {c.threshold:.2f} (from your confirmations and rejections)")
+    own = store.conn.execute("SELECT threshold, positives, negatives FROM calibrations WHERE concept_id = ?",
+                             [c.id]).fetchone()  # fmt: skip
+    if own is not None:
+        pos, neg = ([f"{pid}:{score:.2f}" for pid, score in json.loads(x)] for x in own[1:])
+        used = " (used)" if c.threshold is None else ""
+        click.echo(f"own threshold: {own[0]:.2f}{used}; listener scores on its photos {' '.join(pos) or '-'}, "
+                   f"on photos known not to show it {' '.join(neg) or '-'}")  # fmt: skip
     for role in ("reference", "confirmed", "negative"):
         click.echo(f"{role}: {', '.join(map(str, sorted(store.photos(c, role)))) or '-'}")
     cands = store.candidates(c)
@@ -226,7 +234,8 @@ def tag(ctx: Context, limit: int | None) -> None:
     click.echo(
         f"tagged {report.photos} photos: {report.stage1_candidates} went to stage 2, "
         f"{report.suggestions} suggestions, {report.vlm_calls} VLM calls "
-        f"({report.stage2_calls} stage 2 + {report.reasoning_calls} reasoning), {report.failed} failed"
+        f"({report.stage2_calls} stage 2 + {report.reasoning_calls} reasoning + {report.calibration_calls} "
+        f"calibration), {report.failed} failed"
     )
 
 

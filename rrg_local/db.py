@@ -155,9 +155,25 @@ def _m002_concepts(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m003_calibrations(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE calibrations (
+            concept_id INTEGER PRIMARY KEY REFERENCES concepts(id) ON DELETE CASCADE,
+            key TEXT NOT NULL,                  -- what the scores depend on (model, concepts, photos)
+            threshold REAL NOT NULL,            -- the concept's own stage-2 threshold
+            positives TEXT NOT NULL,            -- JSON: [[photo id, score], ...] on its own photos
+            negatives TEXT NOT NULL,            -- JSON: the same on photos known not to show it
+            created_at TEXT NOT NULL
+        );
+        """
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_library", _m001_library),
     ("002_concepts", _m002_concepts),
+    ("003_calibrations", _m003_calibrations),
 ]
 
 

@@ -4,11 +4,12 @@ Stage 1 (`retrieve`, pure): the photo's embedding against each concept's positiv
 confirmed); a concept is a candidate when its best similarity clears the concept's stage-1 threshold,
 calibrated from its own references so that they would all pass (recall first). Stage 2, only for photos
 with candidates: one recognition call (P(Yes)) for a single candidate, or one identification call among
-the top-K with a "None" answer. A suggestion is stored when the stage-2 probability clears the concept's
-threshold (`calibrate`, pure, from the person's confirmations and rejections), with its reasoning.
-`Tagger.run()` works through the `tag` jobs, so an interrupted run resumes. VLM calls are counted: with
-N photos and C concepts, stage 2 costs at most one call per photo whatever C is (plus one short
-reasoning call per suggestion).
+the top-K with a "None" answer. The best-scoring candidate becomes a suggestion, with its reasoning, when its
+score clears that concept's threshold (`decide`): calibrated from the person's confirmations and
+rejections (`calibrate`), else from the concept's own photos (`rrg_local.concepts.calibration`), else the
+default. `Tagger.run()` works through the `tag` jobs, so an interrupted run resumes. VLM calls are counted:
+with N photos and C concepts, stage 2 costs at most one call per photo whatever C is (plus one short
+reasoning call per suggestion, and a calibration of a few calls per concept after a concept changed).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class TagConfig:
     # none of a person's concepts): bounds how many photos each concept sends to stage 2. 0 disables.
     background_quantile: float = 0.95
     stage2_default: float = 0.5
+    # Each concept's stage-2 threshold from its own photos (`calibration`) until a person's verdicts calibrate it.
+    calibrate: bool = True
     reasoning: bool = True
 
 
@@ -58,13 +61,36 @@ class TagReport:
     stage1_candidates: int = 0  # photos that went to stage 2
     stage2_calls: int = 0
     reasoning_calls: int = 0
+    calibration_calls: int = 0  # stage-2 calls on concepts' own photos (`calibration`), only after a change
     suggestions: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
 
     @property
     def vlm_calls(self) -> int:
-        return self.stage2_calls + self.reasoning_calls
+        return self.stage2_calls + self.reasoning_calls + self.calibration_calls
+
+
+@dataclass(frozen=True)
+class Stage2:
+    scores: tuple[float, ...]  # per candidate: P(Yes), or the probability of its label among all + "None"
+    messages: list  # the prompt, for the reasoning call
+    labels: tuple[str, ...]  # per candidate: the answer that picks it
+
+
+def decide(scores: Sequence[float], thresholds: Sequence[float]) -> int | None:
+    """The candidate to tag: the best score, if it clears that concept's threshold; else none (pure).
+
+    "None" in an identification call only takes probability away from the candidates: a concept whose
+    threshold was calibrated below 0.5 can be tagged even when "None" was the single likeliest answer.
+
+    >>> decide([0.2, 0.5], [0.5, 0.5]), decide([0.3, 0.1], [0.5, 0.5]), decide([0.3, 0.1], [0.25, 0.5])
+    (1, None, 0)
+    """
+    if not scores:
+        return None
+    best = max(range(len(scores)), key=lambda i: scores[i])
+    return best if scores[best] >= thresholds[best] else None
 
 
 def stage1_threshold(vectors: np.ndarray, config: TagConfig) -> float:
@@ -108,8 +134,11 @@ def retrieve(vector: np.ndarray, protos: Sequence[Prototype], k: int) -> list[tu
     return hits[:k]
 
 
-def calibrate(confirmed: Sequence[float], rejected: Sequence[float], default: float) -> float:
-    """The stage-2 threshold that best separates a person's verdicts (balanced accuracy), else the default.
+def calibrate(
+    confirmed: Sequence[float], rejected: Sequence[float], default: float, *, negative_weight: float = 1.0
+) -> float:
+    """The stage-2 threshold that best separates a person's verdicts (balanced accuracy, the rejected side
+    weighted by `negative_weight`), else the default.
 
     >>> calibrate([0.9, 0.8, 0.7], [0.2, 0.3], 0.5)
     0.5
@@ -126,7 +155,7 @@ def calibrate(confirmed: Sequence[float], rejected: Sequence[float], default: fl
     def balanced(t: float) -> float:
         tp = sum(s >= t for s in confirmed) / len(confirmed)
         tn = sum(s < t for s in rejected) / len(rejected)
-        return (tp + tn) / 2
+        return (tp + negative_weight * tn) / (1 + negative_weight)
 
     best = max(cuts, key=lambda t: (balanced(t), -abs(t - default)))
     return round(best, 4)
@@ -145,6 +174,7 @@ class Tagger:
         self.emb = embeddings
         self.store = ConceptStore(db)
         self.config = config
+        self.calibrated: dict[int, float] = {}  # concept id -> stage-2 threshold (`calibration.calibrate_all`)
 
     def prototypes(self) -> list[Prototype]:
         protos = []
@@ -160,6 +190,25 @@ class Tagger:
             protos.append(Prototype(c, vectors, threshold, frozenset(pos)))
         return protos
 
+    def stage2(self, image, concepts: Sequence[Concept]) -> Stage2:
+        """The stage-2 call on one photo: P(Yes) for a single candidate, else one identification call among
+        them (with "None"); each candidate's score. The calibration (`rrg_local.concepts.calibration`) makes
+        the same call, so its thresholds are on the same scale."""
+        texts = [prompts.ConceptText(c.name, c.category, c.coarse, c.detailed) for c in concepts]
+        if len(texts) == 1:
+            rec = tasks.recognize(self.model, image, texts[0], reasoning=False)
+            return Stage2((rec.p_yes,), prompts.recognition(image, texts[0]), ("Yes",))
+        ident = tasks.identify(self.model, image, texts, reasoning=False, caption=False, none_option=True)
+        labels = prompts.letters(len(texts))
+        return Stage2(tuple(ident.probs[x] for x in labels), prompts.identification(image, texts, none_option=True),
+                      labels)  # fmt: skip
+
+    def threshold(self, concept: Concept) -> float:
+        """A person's calibration (their verdicts) first, then the concept's own (`calibration`), else the default."""
+        if concept.threshold is not None:
+            return concept.threshold
+        return self.calibrated.get(concept.id, self.config.stage2_default)
+
     def tag_photo(self, photo_id: int, protos: Sequence[Prototype], report: TagReport) -> list[dict]:
         vector = self.emb.get(photo_id)
         known = {p.concept.id for p in protos if photo_id in p.positives} | {
@@ -172,32 +221,16 @@ class Tagger:
         if not hits:
             return []
         report.stage1_candidates += 1
-        image = self.emb.image(photo_id)
-        texts = [
-            prompts.ConceptText(p.concept.name, p.concept.category, p.concept.coarse, p.concept.detailed)
-            for p, _ in hits
-        ]
         report.stage2_calls += 1
-        if len(hits) == 1:
-            rec = tasks.recognize(self.model, image, texts[0], reasoning=False)
-            picked, score = (0 if rec.answer else None), rec.p_yes
-            messages, answer = prompts.recognition(image, texts[0]), "Yes"
-        else:
-            ident = tasks.identify(self.model, image, texts, reasoning=False, caption=False, none_option=True)
-            labels = prompts.letters(len(hits))
-            picked = labels.index(ident.label) if ident.label in labels else None
-            score = ident.probs[ident.label]
-            messages, answer = prompts.identification(image, texts, none_option=True), ident.label
+        result = self.stage2(self.emb.image(photo_id), [p.concept for p, _ in hits])
+        picked = decide(result.scores, [self.threshold(p.concept) for p, _ in hits])
         if picked is None:
             return []
-        proto, sim = hits[picked]
-        threshold = proto.concept.threshold if proto.concept.threshold is not None else self.config.stage2_default
-        if score < threshold:
-            return []
+        (proto, sim), score = hits[picked], result.scores[picked]
         reasoning = None
         if self.config.reasoning:
             report.reasoning_calls += 1
-            reasoning = tasks.explain(self.model, messages, answer)
+            reasoning = tasks.explain(self.model, result.messages, result.labels[picked])
         report.suggestions += 1
         return [
             {
@@ -220,6 +253,10 @@ class Tagger:
         remaining = self.db.execute(
             "SELECT count(*) FROM jobs WHERE kind = ? AND state = 'pending'", [KIND_TAG]
         ).fetchone()[0]
+        if remaining and protos and self.config.calibrate:
+            from rrg_local.concepts.calibration import calibrate_all
+
+            self.calibrated = calibrate_all(self, protos, report)
         while (limit is None or report.photos < limit) and (claimed := jobs.claim(KIND_TAG, batch)):
             for job in claimed:
                 if limit is not None and report.photos >= limit:

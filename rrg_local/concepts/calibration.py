@@ -1,0 +1,146 @@
+"""Each concept's own stage-2 threshold, learned from its photos before a person has judged any suggestion.
+
+A listener's scores are not on one scale across concepts and models: the demo model's P(Yes) on a concept's
+own unseen photos sat at 0.3-0.45, under the 0.5 default, so nothing was tagged at all. `calibrate_all()`
+makes, for each concept, the stage-2 call the tagger would make (`Tagger.stage2`, on the candidates stage 1
+would give that photo) on the concept's positive photos and on photos known not to show it (other concepts'
+positives, most similar first, and the photos a person rejected), and keeps the cut that best separates the
+two (`tagging.calibrate`, negatives weighted double: most photos of a library show none of a person's
+concepts). With too few negatives (a first concept) the cut sits just under its weakest positive (recall
+first, as in stage 1). Never above the default. Results are stored in `calibrations` under a key of
+everything the scores depend on (the model, every concept's version and description, the photos used), so a
+tag run pays for calibration only after a change. A person's verdicts (`rrg review`, stored as
+`concepts.threshold`) take precedence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from rrg_local.concepts.tagging import Prototype, Tagger, TagReport, calibrate
+from rrg_local.db import utcnow
+
+MAX_POSITIVES = 8
+MAX_NEGATIVES = 8
+MARGIN = 0.05
+NEGATIVE_WEIGHT = 2.0
+
+
+@dataclass(frozen=True)
+class Calibration:
+    concept_id: int
+    threshold: float
+    positives: list[tuple[int, float]]
+    negatives: list[tuple[int, float]]
+
+
+def own_threshold(positives: Sequence[float], negatives: Sequence[float], default: float) -> float:
+    """The stage-2 cut for one concept from its scores (pure).
+
+    >>> own_threshold([0.40, 0.35, 0.42], [0.05, 0.1, 0.2], 0.5)  # separable: between them
+    0.275
+    >>> own_threshold([0.40, 0.35, 0.42], [0.05, 0.1, 0.2, 0.38], 0.5)  # a positive lost, not 1/4 of negatives
+    0.39
+    >>> own_threshold([0.40, 0.35], [], 0.5)  # no negatives yet: just under the weakest positive
+    0.3
+    >>> own_threshold([0.9, 0.8], [0.1], 0.5)  # a confident listener keeps the default
+    0.5
+    """
+    if not positives:
+        return default
+    if len(negatives) >= 2 and len(positives) >= 2:
+        return min(default, calibrate(positives, negatives, default, negative_weight=NEGATIVE_WEIGHT))
+    return round(min(default, max(0.0, min(positives) - MARGIN)), 4)
+
+
+def candidates_for(
+    vector: np.ndarray, photo_id: int, concept_id: int, protos: Sequence[Prototype], k: int
+) -> list[Prototype]:
+    """The candidates stage 1 would send with this photo, as if it were unlabelled, with `concept_id` among
+    them (replacing the last when it would not make the top k); best first (pure)."""
+    ranked = []
+    for p in protos:
+        keep = [i for i, pid in enumerate(sorted(p.positives)) if pid != photo_id]
+        if not keep or len(p.vectors) == 0:
+            continue
+        ranked.append((float((p.vectors[keep] @ vector).max()), p))
+    ranked.sort(key=lambda r: -r[0])
+    top = [p for _, p in ranked[:k]]
+    if all(p.concept.id != concept_id for p in top):
+        own = next((r for r in ranked if r[1].concept.id == concept_id), None)
+        if own is None:
+            own = (1.0, next(p for p in protos if p.concept.id == concept_id))
+        top = sorted([*[r for r in ranked[: k - 1]], own], key=lambda r: -r[0])
+        top = [p for _, p in top]
+    return top
+
+
+def _negatives(tagger: Tagger, proto: Prototype, protos: Sequence[Prototype]) -> list[int]:
+    """Photos known not to show the concept: rejected first, then other concepts' positives, most similar first."""
+    rejected = sorted(tagger.store.photos(proto.concept, "negative") - proto.positives)
+    others = sorted({pid for p in protos if p is not proto for pid in p.positives} - proto.positives - set(rejected))
+    if others and len(proto.vectors):
+        sims = [float((proto.vectors @ tagger.emb.get(pid)).max()) for pid in others]
+        others = [others[i] for i in np.argsort(-np.array(sims), kind="stable")]
+    return (rejected + others)[:MAX_NEGATIVES]
+
+
+def calibration_key(tagger: Tagger, protos: Sequence[Prototype], positives: list[int], negatives: list[int]) -> str:
+    state = {
+        "model": tagger.model.info.name,
+        "top_k": tagger.config.top_k,
+        "default": tagger.config.stage2_default,
+        "concepts": [(p.concept.id, p.concept.version, p.concept.coarse, p.concept.detailed) for p in protos],
+        "positives": positives,
+        "negatives": negatives,
+    }
+    return hashlib.sha1(json.dumps(state, sort_keys=True).encode()).hexdigest()
+
+
+def stored(tagger: Tagger, concept_id: int) -> tuple[str, Calibration] | None:
+    row = tagger.db.execute(
+        "SELECT key, threshold, positives, negatives FROM calibrations WHERE concept_id = ?", [concept_id]
+    ).fetchone()
+    if row is None:
+        return None
+    pos, neg = ([tuple(x) for x in json.loads(v)] for v in (row[2], row[3]))
+    return row[0], Calibration(concept_id, row[1], pos, neg)
+
+
+def calibrate_one(tagger: Tagger, proto: Prototype, protos: Sequence[Prototype], report: TagReport) -> Calibration:
+    """Score the concept's positives and negatives with the tagger's own stage-2 call (cached by key)."""
+    positives = sorted(proto.positives)[:MAX_POSITIVES]
+    negatives = _negatives(tagger, proto, protos)
+    key = calibration_key(tagger, protos, positives, negatives)
+    cached = stored(tagger, proto.concept.id)
+    if cached and cached[0] == key:
+        return cached[1]
+
+    def score(photo_id: int) -> float:
+        cands = candidates_for(tagger.emb.get(photo_id), photo_id, proto.concept.id, protos, tagger.config.top_k)
+        result = tagger.stage2(tagger.emb.image(photo_id), [p.concept for p in cands])
+        report.calibration_calls += 1
+        return round(float(result.scores[[p.concept.id for p in cands].index(proto.concept.id)]), 4)
+
+    pos = [(pid, score(pid)) for pid in positives]
+    neg = [(pid, score(pid)) for pid in negatives]
+    threshold = own_threshold([s for _, s in pos], [s for _, s in neg], tagger.config.stage2_default)
+    tagger.db.execute(
+        "INSERT INTO calibrations (concept_id, key, threshold, positives, negatives, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (concept_id) DO UPDATE SET key = excluded.key, "
+        "threshold = excluded.threshold, positives = excluded.positives, negatives = excluded.negatives, "
+        "created_at = excluded.created_at",
+        [proto.concept.id, key, threshold, json.dumps(pos), json.dumps(neg), utcnow()],
+    )
+    tagger.db.conn.commit()
+    return Calibration(proto.concept.id, threshold, pos, neg)
+
+
+def calibrate_all(tagger: Tagger, protos: Sequence[Prototype], report: TagReport) -> dict[int, float]:
+    """Concept id -> its own stage-2 threshold, for every concept with positive photos."""
+    return {p.concept.id: calibrate_one(tagger, p, protos, report).threshold for p in protos if p.positives}

@@ -1,0 +1,87 @@
+"""Each concept's own stage-2 threshold: pure candidate sets and cuts, then end to end on the tiny llama.cpp model."""
+
+import json
+
+import numpy as np
+import pytest
+
+from rrg_local.concepts.calibration import candidates_for, own_threshold
+from rrg_local.concepts.store import Concept
+from rrg_local.concepts.tagging import Prototype, TagConfig, Tagger, decide
+from rrg_local.jobs import KIND_TAG, Jobs
+
+
+def proto(cid, photos, vectors):
+    c = Concept(cid, f"c{cid}", "dog", "", "", "none", None, 1)
+    return Prototype(c, np.array(vectors, dtype=np.float32), 0.0, frozenset(photos))
+
+
+def test_candidates_leave_the_photo_out_and_always_hold_the_concept():
+    a = proto(1, [10, 11], [[1, 0, 0], [0.6, 0.8, 0]])
+    b = proto(2, [20], [[0.9, 0.436, 0]])
+    c = proto(3, [30], [[0, 0, 1]])
+    # Photo 10 is a's own: against itself it would score 1.0; left out, a scores 0.6 < b's 0.9.
+    got = candidates_for(np.array([1.0, 0, 0]), 10, 1, [a, b, c], k=2)
+    assert [p.concept.id for p in got] == [2, 1]
+    # c would not make the top 2: it replaces the last one, the order stays by similarity.
+    got = candidates_for(np.array([1.0, 0, 0]), 99, 3, [a, b, c], k=2)
+    assert [p.concept.id for p in got] == [1, 3]
+    # A concept whose only positive is the photo itself is still a candidate.
+    got = candidates_for(np.array([0, 0, 1.0]), 30, 3, [a, b, c], k=1)
+    assert [p.concept.id for p in got] == [3]
+
+
+def test_own_threshold_and_decide_work_on_values():
+    assert own_threshold([0.4, 0.42], [0.1, 0.12, 0.41], 0.5) == pytest.approx(0.415)  # precision first
+    assert own_threshold([], [0.1], 0.5) == 0.5
+    assert own_threshold([0.04], [], 0.5) == 0.0  # never below zero
+    assert decide([0.3, 0.2], [0.35, 0.1]) is None  # the best score decides, against its own threshold
+    assert decide([], []) is None
+
+
+def run_all(db, tagger):
+    ids = [r[0] for r in db.execute("SELECT id FROM photos WHERE missing = 0")]
+    Jobs(db).enqueue(ids, KIND_TAG, again=True)
+    db.conn.commit()
+    return tagger.run()
+
+
+def test_tagging_calibrates_each_concept_once_and_after_a_change(db, indexed, stores, model):
+    store, emb = stores
+    bo = store.add_photos(store.add("Bo", "dog"), [indexed(f"refs/bo{i}.jpg") for i in range(3)])
+    mug = store.add_photos(store.add("Mug", "mug"), [indexed("refs/mug0.jpg"), indexed("refs/mug1.jpg")])
+    rejected = indexed("others/o1.jpg")
+    store.review(rejected, bo, False)
+    emb.run_jobs()
+    tagger = Tagger(db, model, emb, TagConfig(top_k=2))
+    report = tagger.run()
+    rows = {r[0]: r for r in db.execute("SELECT concept_id, threshold, positives, negatives FROM calibrations")}
+    assert set(rows) == {bo.id, mug.id}
+    bo_pos, bo_neg = (json.loads(x) for x in rows[bo.id][2:])
+    assert [p for p, _ in bo_pos] == sorted(store.positives(bo))
+    # Bo's negatives: the photo a person rejected first, then Mug's photos; never Bo's own.
+    assert bo_neg[0][0] == rejected and {p for p, _ in bo_neg[1:]} == store.positives(mug)
+    mug_neg = {p for p, _ in json.loads(rows[mug.id][3])}
+    assert mug_neg == store.positives(bo)  # Bo's rejected photo is not known to be anything for Mug
+    assert report.calibration_calls == (3 + 3) + (2 + 3)
+    for cid, threshold, pos, neg in rows.values():
+        pos_s, neg_s = [s for _, s in json.loads(pos)], [s for _, s in json.loads(neg)]
+        assert threshold == own_threshold(pos_s, neg_s, 0.5) and tagger.threshold(store.get(cid)) == threshold
+    # A stored score is the tagger's own stage-2 call on that photo (same candidates, same scale).
+    pid, score = bo_pos[0]
+    direct = tagger.stage2(emb.image(pid), [store.get("Mug"), store.get("Bo")])
+    alt = tagger.stage2(emb.image(pid), [store.get("Bo"), store.get("Mug")])
+    assert score in (pytest.approx(direct.scores[1], abs=1e-3), pytest.approx(alt.scores[0], abs=1e-3))
+    # Every suggestion cleared its concept's own threshold.
+    for t in store.tags(statuses=("suggested",)):
+        assert t.score >= tagger.threshold(store.get(t.concept_id))
+
+    again = run_all(db, Tagger(db, model, emb, TagConfig(top_k=2)))
+    assert again.calibration_calls == 0 and again.photos > 0  # nothing changed: the stored thresholds hold
+
+    store.set_description(store.get("Bo"), "A photo of a dog", "The dog has one white ear.")
+    changed = Tagger(db, model, emb, TagConfig(top_k=2))
+    assert changed.run().calibration_calls == 11  # a description changed: every concept is scored again
+
+    store.set_threshold(store.get("Mug"), 0.77)  # a person's verdicts win over the concept's own
+    assert changed.threshold(store.get("Mug")) == 0.77
