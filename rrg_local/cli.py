@@ -412,9 +412,10 @@ def demo(ctx: Context, fresh: bool, open_tui: bool) -> None:
         _fail(str(exc))
     t = report.tagging
     click.echo(
-        f"\nauto-tagged {t['photos']} photos: {t['stage2_photos']} went to stage 2, {t['vlm_calls']} VLM calls "
-        f"({t['vlm_calls'] / max(1, t['photos']):.2f} per photo; naive: {len(report.concepts)} per photo), "
-        f"{t['suggestions']} tags"
+        f"\nauto-tagged {t['photos']} photos: {t['stage2_photos']} went to stage 2, {t['vlm_calls']} VLM calls: "
+        f"{t['stage2_calls']} to tag ({t['stage2_calls'] / max(1, t['photos']):.2f} per photo; naive: "
+        f"{len(report.concepts)} per photo), {t['reasoning_calls']} to explain the tags, {t['calibration_calls']} "
+        f"to calibrate the concepts; {t['suggestions']} tags"
     )
     s = report.score
     click.echo(

@@ -226,6 +226,9 @@ def run_demo(
         "photos": tag_report.photos,
         "stage2_photos": tag_report.stage1_candidates,
         "vlm_calls": tag_report.vlm_calls,
+        "stage2_calls": tag_report.stage2_calls,
+        "reasoning_calls": tag_report.reasoning_calls,
+        "calibration_calls": tag_report.calibration_calls,
         "suggestions": tag_report.suggestions,
     }
     predicted = {(t.photo_id, t.concept) for t in store.tags()}

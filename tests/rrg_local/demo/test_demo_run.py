@@ -73,9 +73,13 @@ def test_rrg_demo_tags_the_library_and_answers(rrg_home):
     m = re.search(r"precision ([\d.]+) \((\d+)/(\d+)\), recall ([\d.]+) \((\d+)/(\d+)\)", out)
     assert m, out
     assert (int(m.group(2)), int(m.group(3)), int(m.group(5)), int(m.group(6))) == (tp, len(tagged), tp, len(true))
-    # Cost: at most one VLM call per photo for 6 concepts (naive: 6 per photo).
-    calls = re.search(r"([\d.]+) per photo; naive: 6 per photo", out)
-    assert calls and float(calls.group(1)) <= 1.1
+    # Cost: at most one tagging call per photo for 6 concepts (naive: 6 per photo); one explanation per tag;
+    # calibration: each concept's 3 photos and up to 8 photos of other concepts.
+    calls = re.search(r"(\d+) VLM calls: (\d+) to tag \(([\d.]+) per photo; naive: 6 per photo\), (\d+) to explain "
+                      r"the tags, (\d+) to calibrate the concepts; (\d+) tags", out)  # fmt: skip
+    total, stage2, per_photo, explain, calibrate, n_tags = (float(x) for x in calls.groups())
+    assert total == stage2 + explain + calibrate and per_photo <= 1.0 and explain == n_tags
+    assert calibrate == 6 * (3 + 8)
     # Questions: library answers cite photos; photo questions are answered by the model.
     assert "? Show me photos of <Bo>" in out and "? Is <Bo> in this photo?" in out
     assert re.search(r"\? Where was this photo taken\?.*\n  \S", out)
