@@ -10,7 +10,8 @@ It then projects the CPU hours for 10,000 photos and 20 concepts at real (2B) si
 measured by `bench/runtime.py --size 2b` and `bench/embedders.py` (pass them as --naive-call-s,
 --encode-s, --prefill-s, --embed-onnx-s): naive = N x C plain recognition calls; ours = N stage-1
 embeddings + the measured share of photos that reach stage 2, each one call whose thumbnail is already
-encoded (VLM embedder) or encoded then (dedicated ONNX embedder).
+encoded (VLM embedder) or encoded then (dedicated ONNX embedder), plus each concept's calibration (its 3
+reference photos and up to 8 photos of other concepts, once).
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ def run(n_photos: int, n_concepts: int, model, settings_home: Path, quantile: fl
         "photos": report.photos,
         "stage2": report.stage2_calls,
         "reasoning": report.reasoning_calls,
+        "calibration": report.calibration_calls,
         "vlm_calls": report.vlm_calls,
         "per_s": report.photos / seconds,
         "recall": found / len(truth),
@@ -145,13 +147,15 @@ def main() -> None:
 
     print(f"tiny model, {args.photos} photos per library, background quantile {args.quantile}\n")
     head = (
-        f"{'C':>3} {'photos':>6} {'stage-2':>7} {'reason':>6} {'VLM calls':>9} {'naive NxC':>9} {'ours/naive':>10} "
+        f"{'C':>3} {'photos':>6} {'stage-2':>7} {'reason':>6} {'calib':>5} {'VLM calls':>9} "
+        f"{'naive NxC':>9} {'ours/naive':>10} "
         f"{'calls/photo':>11} {'stage-1 recall':>14} {'photos/s':>8}"
     )
     print(head)
     for c, r, naive in rows:
         print(
-            f"{c:>3} {r['photos']:>6} {r['stage2']:>7} {r['reasoning']:>6} {r['vlm_calls']:>9} {naive:>9} "
+            f"{c:>3} {r['photos']:>6} {r['stage2']:>7} {r['reasoning']:>6} {r['calibration']:>5} {r['vlm_calls']:>9} "
+            f"{naive:>9} "
             f"{r['vlm_calls'] / naive:>10.3f} {r['vlm_calls'] / r['photos']:>11.2f} {r['recall']:>14.2f} "
             f"{r['per_s']:>8.1f}"
         )
@@ -160,12 +164,13 @@ def main() -> None:
         n, c = 10_000, 20
         share = rows[-1][1]["share_stage2"]
         naive_h = n * c * args.naive_call_s / 3600
-        vlm_h = (n * args.encode_s + n * share * args.prefill_s) / 3600
+        calib = c * (3 + 8) * (args.encode_s + args.prefill_s)  # each concept's own threshold, once
+        vlm_h = (n * args.encode_s + n * share * args.prefill_s + calib) / 3600
         print(f"\nprojection, {n} photos x {c} concepts at 2B size (share reaching stage 2: {share:.2f}):")
         print(f"  naive (N x C recognition calls):        {naive_h:10.1f} CPU h   1.00")
         print(f"  ours, VLM embedder for stage 1:          {vlm_h:10.1f} CPU h   {naive_h / vlm_h:.0f}x less")
         if args.embed_onnx_s:
-            onnx_h = (n * args.embed_onnx_s + n * share * (args.encode_s + args.prefill_s)) / 3600
+            onnx_h = (n * args.embed_onnx_s + n * share * (args.encode_s + args.prefill_s) + calib) / 3600
             print(f"  ours, dedicated ONNX embedder:           {onnx_h:10.1f} CPU h   {naive_h / onnx_h:.0f}x less")
 
 
