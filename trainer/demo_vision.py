@@ -45,6 +45,8 @@ class VisionConfig:
     # Attribute heads on each object's tokens pooled (coverage-weighted): one clean label per object instead
     # of a noisy one per token (a token at an object's edge rarely shows its mark). Category stays per token.
     object_pool: bool = True
+    bank: int = 0  # render this many photos once and train on them in epochs; 0: a fresh batch every step
+    held_out: int = 0  # fresh photos the heads are measured on every `log_every` steps (never trained on)
 
 
 def token_targets(truth: PhotoTruth, grid: tuple[int, int], coverage: float) -> dict[str, list[int]]:
@@ -123,11 +125,80 @@ def _render(rng: random.Random, size: int):
     return _photo(rng, concepts, size)
 
 
-def train_vision(model: Any, proc: Any, config: VisionConfig, *, seed: int, photo_size: int, bf16: bool,
-                 run_dir: Path, log: Any = print) -> dict:  # fmt: skip
-    """Train `model.model.visual` (in place) with attribute heads; returns the tower's state dict."""
+@dataclass
+class _Photo:
+    """One rendered photo, ready for the tower: its patches (bf16) and every head's targets."""
+
+    pixels: Any
+    thw: Any
+    tokens: dict[str, list[int]]  # per-token targets (`token_targets`)
+    objects: list[tuple[list[float], dict[str, int]]]  # per object: token weights, attribute targets
+    scene: int
+
+
+def encode_photos(photos: list, proc: Any, merge: int, coverage: float, *, compact: bool = False) -> list[_Photo]:
+    """Rendered (image, truth) pairs -> `_Photo`s (the processor runs once per call); `compact` keeps the
+    patches in bf16 (a bank of 12k photos: 1.8 GB instead of 3.6)."""
+    import torch
+
+    px = proc(images=[p[0] for p in photos], return_tensors="pt")
+    out, offset = [], 0
+    for (_, truth), thw in zip(photos, px["image_grid_thw"], strict=True):
+        n = int(thw.prod())
+        grid = (int(thw[1]) // merge, int(thw[2]) // merge)
+        objects = [(w, token_targets_for(truth.objects[i].concept)) for i, w in object_weights(truth, grid)]
+        pixels = px["pixel_values"][offset : offset + n]
+        pixels = pixels.to(torch.bfloat16) if compact else pixels
+        out.append(_Photo(pixels, thw, token_targets(truth, grid, coverage), objects, SCENES.index(truth.scene)))
+        offset += n
+    return out
+
+
+def _losses(visual: Any, heads: Any, scene_head: Any, photos: list[_Photo], *, object_pool: bool, bf16: bool):
+    """Every head's loss and accuracy on a batch of `_Photo`s."""
     import torch
     import torch.nn.functional as F
+
+    merge = visual.spatial_merge_size
+    thw = torch.stack([p.thw for p in photos])
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        tokens = visual(torch.cat([p.pixels for p in photos]).float(), grid_thw=thw).pooler_output
+    tokens = tokens.float()
+    sizes = [int(p.thw.prod()) // merge**2 for p in photos]
+    per_photo = torch.split(tokens, sizes)
+    losses, accs = {}, {}
+
+    def add(key: str, logits: Any, y: Any) -> None:
+        losses[key] = F.cross_entropy(logits, y, ignore_index=IGNORE)
+        mask = y != IGNORE
+        accs[key] = float((logits.argmax(-1)[mask] == y[mask]).float().mean()) if mask.any() else float("nan")
+
+    pooled, pooled_y = [], {k: [] for k in HEADS if k != "category"}
+    for p, t in zip(photos, per_photo, strict=True):
+        for weights, targets in p.objects:
+            w = torch.tensor(weights)
+            pooled.append((t * w[:, None]).sum(0) / w.sum())
+            for k in pooled_y:
+                pooled_y[k].append(targets[k])
+    for k, head in heads.items():
+        if object_pool and k != "category":
+            if pooled:
+                add(k, head(torch.stack(pooled)), torch.tensor(pooled_y[k]))
+        else:
+            add(k, head(tokens), torch.tensor([v for p in photos for v in p.tokens[k]]))
+    add("scene", scene_head(torch.stack([t.mean(0) for t in per_photo])), torch.tensor([p.scene for p in photos]))
+    return losses, accs
+
+
+def train_vision(model: Any, proc: Any, config: VisionConfig, *, seed: int, photo_size: int, bf16: bool,
+                 run_dir: Path, log: Any = print) -> dict:  # fmt: skip
+    """Train `model.model.visual` (in place) with attribute heads; returns the tower's state dict.
+
+    With `config.bank`, that many photos are rendered once and batches are drawn from them epoch by epoch
+    (rendering costs more than the tower's step); without, every batch is freshly rendered. Every `log_every`
+    steps the heads are also measured on `config.held_out` fresh photos, never trained on (`held_acc_*`).
+    """
+    import torch
 
     visual = model.model.visual
     width = model.config.text_config.hidden_size
@@ -138,52 +209,34 @@ def train_vision(model: Any, proc: Any, config: VisionConfig, *, seed: int, phot
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.01)
     rng = random.Random(seed + 77)
     merge = visual.spatial_merge_size
+
+    def render(n: int, source: random.Random, compact: bool = False) -> list[_Photo]:
+        out: list[_Photo] = []
+        for i in range(0, n, 256):
+            photos = [_render(source, photo_size) for _ in range(min(256, n - i))]
+            out += encode_photos(photos, proc, merge, config.coverage, compact=compact)
+        return out
+
+    start = time.monotonic()
+    held = render(config.held_out, random.Random(seed + 991)) if config.held_out else []
+    bank = render(config.bank, rng, compact=True) if config.bank else []
+    if bank:
+        log(f"stage A: {len(bank)} photos rendered in {time.monotonic() - start:.0f} s")
+    order: list[int] = []
     metrics = Path(run_dir) / "vision_metrics.jsonl"
     start = time.monotonic()
-    visual.train()
     for step in range(config.steps):
-        photos = [_render(rng, photo_size) for _ in range(config.batch)]
-        px = proc(images=[p[0] for p in photos], return_tensors="pt")
-        grids = [(int(g[1]) // merge, int(g[2]) // merge) for g in px["image_grid_thw"]]
-        targets: dict[str, list[int]] = {k: [] for k in HEADS}
-        pooled_rows, pooled_targets = [], {k: [] for k in HEADS if k != "category"}
-        offset = 0
-        for (_, truth), grid in zip(photos, grids, strict=True):
-            per_token = token_targets(truth, grid, config.coverage)
-            for k, v in per_token.items():
-                targets[k] += v
-            if config.object_pool:
-                for i, weights in object_weights(truth, grid):
-                    pooled_rows.append((offset, torch.tensor(weights)))
-                    obj = truth.objects[i].concept
-                    one = token_targets_for(obj)
-                    for k in pooled_targets:
-                        pooled_targets[k].append(one[k])
-            offset += grid[0] * grid[1]
-        scenes = torch.tensor([SCENES.index(t.scene) for _, t in photos])
+        visual.train()
+        if bank:
+            if len(order) < config.batch:
+                order += rng.sample(range(len(bank)), len(bank))
+            batch, order = [bank[i] for i in order[: config.batch]], order[config.batch :]
+        else:
+            batch = render(config.batch, rng)
         lr = config.lr * min(1.0, (step + 1) / config.warmup) * (0.1 + 0.9 * (1 - step / config.steps))
         for g in opt.param_groups:
             g["lr"] = lr
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            tokens = visual(px["pixel_values"], grid_thw=px["image_grid_thw"]).pooler_output
-        tokens = tokens.float()
-        losses, accs = {}, {}
-        if config.object_pool and pooled_rows:
-            pooled = torch.stack([(tokens[o : o + len(wt)] * wt[:, None]).sum(0) / wt.sum() for o, wt in pooled_rows])
-        for k, head in heads.items():
-            if config.object_pool and k != "category":
-                if not pooled_rows:
-                    continue
-                y, logits = torch.tensor(pooled_targets[k]), head(pooled)
-            else:
-                y, logits = torch.tensor(targets[k]), head(tokens)
-            losses[k] = F.cross_entropy(logits, y, ignore_index=IGNORE)
-            mask = y != IGNORE
-            accs[k] = float((logits.argmax(-1)[mask] == y[mask]).float().mean()) if mask.any() else float("nan")
-        per_image = torch.stack([t.mean(0) for t in torch.split(tokens, [r * c for r, c in grids])])
-        scene_logits = scene_head(per_image)
-        losses["scene"] = F.cross_entropy(scene_logits, scenes)
-        accs["scene"] = float((scene_logits.argmax(-1) == scenes).float().mean())
+        losses, accs = _losses(visual, heads, scene_head, batch, object_pool=config.object_pool, bf16=bf16)
         loss = sum(losses.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -192,6 +245,12 @@ def train_vision(model: Any, proc: Any, config: VisionConfig, *, seed: int, phot
         speed = round((step + 1) * config.batch / (time.monotonic() - start), 1)
         row = {"step": step + 1, "loss": round(float(loss.detach()), 4), "images_per_s": speed}
         row |= {f"acc_{k}": round(v, 3) for k, v in accs.items()}
+        if held and ((step + 1) % config.log_every == 0 or step + 1 == config.steps):
+            visual.eval()
+            with torch.no_grad():
+                parts = [_losses(visual, heads, scene_head, held[i : i + 128], object_pool=config.object_pool,
+                                 bf16=bf16)[1] for i in range(0, len(held), 128)]  # fmt: skip
+            row |= {f"held_acc_{k}": round(sum(p[k] for p in parts) / len(parts), 3) for k in parts[0]}
         with metrics.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
         if (step + 1) % config.log_every == 0:

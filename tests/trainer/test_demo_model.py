@@ -80,3 +80,33 @@ def test_a_short_run_learns_the_description_format(tmp_path):
     assert late < 0.5 * early
     assert rows[-1]["speaker_token_acc"] > 0.5  # the fixed wording of descriptions, at least
     assert (out / "tokenizer.json").exists() and (tmp_path / "checkpoint" / "state.pt").exists()
+
+
+def test_stage_a_trains_on_a_bank_rendered_once_and_measures_fresh_photos(tmp_path, monkeypatch):
+    import json
+
+    from transformers import AutoModelForImageTextToText
+
+    from trainer import demo_vision
+
+    config = small()
+    init = dm.init_model(config, tmp_path)
+    enc = dm.Encoder(init)
+    rendered = []
+    real = demo_vision._render
+    monkeypatch.setattr(demo_vision, "_render", lambda rng, size: rendered.append(size) or real(rng, size))
+    vc = VisionConfig(steps=4, batch=3, bank=5, held_out=4, log_every=2)
+    states = []
+    for run in ("a", "b"):
+        model = AutoModelForImageTextToText.from_pretrained(init)
+        before = {k: v.clone() for k, v in model.model.visual.state_dict().items()}
+        (tmp_path / run).mkdir()
+        states.append(demo_vision.train_vision(model, enc.proc, vc, seed=0, photo_size=96, bf16=False,
+                                               run_dir=tmp_path / run, log=lambda _: None))  # fmt: skip
+    assert len(rendered) == 2 * (5 + 4)  # per run: the bank and the held-out photos, nothing per step
+    assert all(torch.equal(states[0][k], states[1][k]) for k in before)  # seeded
+    assert any(not torch.equal(states[0][k], before[k]) for k in before)  # and it trained
+    rows = [json.loads(x) for x in (tmp_path / "a" / "vision_metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert ["held_acc_pattern" in r for r in rows] == [False, True, False, True]
+    assert all(0.0 <= r["held_acc_colour"] <= 1.0 for r in rows if "held_acc_colour" in r)
