@@ -6,7 +6,6 @@ on stderr and an exit code. Commands that need the model open the registered one
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -128,20 +127,20 @@ def concept_list(ctx: Context) -> None:
 @click.argument("name")
 @pass_ctx
 def concept_show(ctx: Context, name: str) -> None:
-    """Description (and how it was chosen), reference, confirmed and negative photos."""
+    """Description (and how it was chosen), stage-2 threshold, reference, confirmed and negative photos."""
+    from rrg_local.concepts import calibration
+    from rrg_local.concepts.tagging import TagConfig
+
     _, store, _ = _stores(ctx)
     c = _concept(store, name)
     click.echo(f"<{c.name}>  category: {c.category}  (description by {c.description_source})")
     click.echo(f"coarse:   {c.coarse}\ndetailed: {c.detailed}")
-    if c.threshold is not None:
-        click.echo(f"stage-2 threshold: {c.threshold:.2f} (from your confirmations and rejections)")
-    own = store.conn.execute("SELECT threshold, positives, negatives FROM calibrations WHERE concept_id = ?",
-                             [c.id]).fetchone()  # fmt: skip
+    own = calibration.stored(store.db, c.id)
+    own = own[1] if own else None
+    click.echo(f"stage-2 threshold: {calibration.explain(c, own, TagConfig().stage2_default)}")
     if own is not None:
-        pos, neg = ([f"{pid}:{score:.2f}" for pid, score in json.loads(x)] for x in own[1:])
-        used = " (used)" if c.threshold is None else ""
-        click.echo(f"own threshold: {own[0]:.2f}{used}; listener scores on its photos {' '.join(pos) or '-'}, "
-                   f"on photos known not to show it {' '.join(neg) or '-'}")  # fmt: skip
+        pos, neg = (" ".join(f"{pid}:{score:.2f}" for pid, score in x) or "-" for x in (own.positives, own.negatives))
+        click.echo(f"listener scores (photo:score): its photos {pos}; photos known not to show it {neg}")
     for role in ("reference", "confirmed", "negative"):
         click.echo(f"{role}: {', '.join(map(str, sorted(store.photos(c, role)))) or '-'}")
     cands = store.candidates(c)

@@ -35,6 +35,7 @@ class ConceptView:
     confirmed: tuple[int, ...] = ()
     negatives: tuple[int, ...] = ()
     suggested: tuple[int, ...] = ()
+    threshold: str = ""  # the stage-2 threshold in use and where it comes from (`calibration.explain`)
 
 
 def matches(row: PhotoRow, text: str, tags: PhotoTags = ()) -> bool:
@@ -113,4 +114,6 @@ def concept_details(c: ConceptView) -> str:
     lines += ["", f"references: {ids(c.references)}", f"confirmed:  {ids(c.confirmed)}"]
     lines.append(f"negatives:  {ids(c.negatives)}")
     lines.append(f"suggested:  {ids(c.suggested)}")
+    if c.threshold:
+        lines.append(f"stage-2 threshold: {c.threshold}")
     return "\n".join(lines)

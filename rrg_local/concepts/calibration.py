@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rrg_local.concepts.store import Concept
 from rrg_local.concepts.tagging import Prototype, Tagger, TagReport, calibrate
 from rrg_local.db import utcnow
 
@@ -102,8 +103,9 @@ def calibration_key(tagger: Tagger, protos: Sequence[Prototype], positives: list
     return hashlib.sha1(json.dumps(state, sort_keys=True).encode()).hexdigest()
 
 
-def stored(tagger: Tagger, concept_id: int) -> tuple[str, Calibration] | None:
-    row = tagger.db.execute(
+def stored(db, concept_id: int) -> tuple[str, Calibration] | None:
+    """The stored calibration of a concept and its key, if any."""
+    row = db.execute(
         "SELECT key, threshold, positives, negatives FROM calibrations WHERE concept_id = ?", [concept_id]
     ).fetchone()
     if row is None:
@@ -112,12 +114,29 @@ def stored(tagger: Tagger, concept_id: int) -> tuple[str, Calibration] | None:
     return row[0], Calibration(concept_id, row[1], pos, neg)
 
 
+def explain(concept: Concept, own: Calibration | None, default: float) -> str:
+    """Which stage-2 threshold the tagger uses for `concept`, and where it comes from (pure).
+
+    >>> c = Concept(1, "Bo", "dog", "", "", "none", None, 1)
+    >>> explain(c, Calibration(1, 0.31, [(1, 0.4)] * 3, [(2, 0.1)] * 8), 0.5)
+    '0.31 (its own: 3 of its photos vs 8 known not to show it)'
+    >>> explain(c, None, 0.5)
+    '0.50 (the default, until the next tag run calibrates it)'
+    """
+    if concept.threshold is not None:
+        return f"{concept.threshold:.2f} (from your confirmations and rejections)"
+    if own is not None:
+        n_pos, n_neg = len(own.positives), len(own.negatives)
+        return f"{own.threshold:.2f} (its own: {n_pos} of its photos vs {n_neg} known not to show it)"
+    return f"{default:.2f} (the default, until the next tag run calibrates it)"
+
+
 def calibrate_one(tagger: Tagger, proto: Prototype, protos: Sequence[Prototype], report: TagReport) -> Calibration:
     """Score the concept's positives and negatives with the tagger's own stage-2 call (cached by key)."""
     positives = sorted(proto.positives)[:MAX_POSITIVES]
     negatives = _negatives(tagger, proto, protos)
     key = calibration_key(tagger, protos, positives, negatives)
-    cached = stored(tagger, proto.concept.id)
+    cached = stored(tagger.db, proto.concept.id)
     if cached and cached[0] == key:
         return cached[1]
 

@@ -123,6 +123,7 @@ def test_concepts_screen_without_a_model(library):
         assert "rrg model pull" in shown(pilot.app, "#model-notice")
         assert shown(pilot.app, "#model-notice") == MODEL_HOWTO
         assert "<Bo>  (dog)" in shown(pilot.app, "#concept-details")
+        assert "stage-2 threshold: 0.50 (the default" in shown(pilot.app, "#concept-details")
         screenshot(pilot.app, "tui-concepts.svg")
 
     drive(RRGApp(settings), scenario)

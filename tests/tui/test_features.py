@@ -223,6 +223,9 @@ def test_teach_describe_and_tag_with_the_tiny_model(library, db, tiny):
         by_name = {r[0]: r for r in table_rows(app, "#concepts")}
         for c in store.all():
             assert by_name[c.name][2] == str(len(store.tags(c, statuses=("suggested",))))
+        await pilot.press("down")  # Mug (Bo, without photos, keeps the default)
+        await settle(pilot)
+        assert "(its own: 1 of its photos vs 0 known not to show it)" in shown(app, "#concept-details")
         await pilot.press("1")
         await settle(pilot)
         await pilot.press("down", "enter")

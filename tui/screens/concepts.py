@@ -18,7 +18,9 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from rrg_local.concepts import calibration
 from rrg_local.concepts.store import ConceptError, ConceptStore
+from rrg_local.concepts.tagging import TagConfig
 from rrg_local.vlm import registry
 from tui.database import opened
 from tui.messages import ConceptEdited, ConceptFetched, ConceptRemoved, ConceptsLoaded
@@ -28,7 +30,9 @@ from tui.views import MODEL_HOWTO, ConceptView, concept_details
 
 def load_views(store: ConceptStore) -> list[ConceptView]:
     views = []
+    default = TagConfig().stage2_default
     for c in store.all():
+        own = calibration.stored(store.db, c.id)
         views.append(
             ConceptView(
                 c.id,
@@ -40,6 +44,7 @@ def load_views(store: ConceptStore) -> list[ConceptView]:
                 tuple(sorted(store.photos(c, "confirmed"))),
                 tuple(sorted(store.photos(c, "negative"))),
                 tuple(t.photo_id for t in store.tags(c, statuses=("suggested",))),
+                calibration.explain(c, own[1] if own else None, default),
             )
         )
     return views

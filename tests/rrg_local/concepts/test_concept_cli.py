@@ -44,8 +44,10 @@ def test_teach_tag_review_ask_remove(library, with_model):
     assert "candidate descriptions (mean reference-game reward):" in shown and shown.count("  * ") == 1
     tagged = rrg("tag").stdout
     assert tagged.startswith("tagged 13 photos") and "+ 3 calibration)" in tagged  # Bo's 3 photos, no negatives yet
-    own = next(line for line in rrg("concept", "show", "Bo").stdout.splitlines() if line.startswith("own threshold"))
-    assert "(used)" in own and own.count(":") == 1 + 3  # the threshold, then photo:score for each reference
+    shown = rrg("concept", "show", "Bo").stdout
+    assert "stage-2 threshold: " in shown and "(its own: 3 of its photos vs 0 known not to show it)" in shown
+    scores = next(line for line in shown.splitlines() if line.startswith("listener scores"))
+    assert scores.count(":") == 1 + 3  # photo:score for each reference, none for negatives yet
     listing = rrg("tags", "Bo").stdout.splitlines()
     assert sum("confirmed" in line for line in listing) == 3
     other = rrg("photos", "--folder", str(library / "others")).stdout.split()[0]
