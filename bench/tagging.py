@@ -4,7 +4,10 @@ Run: `.venv/bin/python bench/tagging.py [--photos 200]`. For C = 1, 5 and 20 con
 library (each concept: 3 reference photos and 4 more photos of it, as re-framed, re-lit, re-encoded
 variants; the rest unrelated), indexes it, teaches the concepts, runs the tagger with the tiny model, and
 prints stage-1 and stage-2 call counts, photos/s, stage-1 recall (the share of a concept's photos for
-which stage 1 hands the concept to stage 2) and our VLM calls as a ratio of the naive N x C.
+which stage 1 hands the concept to stage 2) and our VLM calls as a ratio of the naive N x C. The tiny
+model's embeddings are random; `--world` runs the same on the demo world (C personal objects in look-alike
+pairs, 7 photos each in varied scenes, the rest strangers' photos) with the shipped demo model, whose
+vision tower was trained.
 
 It then projects the CPU hours for 10,000 photos and 20 concepts at real (2B) size from per-call costs
 measured by `bench/runtime.py --size 2b` and `bench/embedders.py` (pass them as --naive-call-s,
@@ -74,7 +77,30 @@ def make_library(dest: Path, n_photos: int, n_concepts: int, seed: int = 0):
     return refs, truth
 
 
-def run(n_photos: int, n_concepts: int, model, settings_home: Path, quantile: float) -> dict:
+def make_world_library(dest: Path, n_photos: int, n_concepts: int, seed: int = 0):
+    """The demo world instead: C personal objects (look-alike pairs) x 7 photos in varied scenes, the rest
+    strangers' photos; each concept's 3 earliest photos are its references."""
+    import json
+
+    from rrg_local.demo.world import generate_world_library
+
+    generate_world_library(dest, seed=seed, n_concepts=n_concepts, photos_per_concept=7,
+                           n_distractor_photos=max(0, n_photos - 7 * n_concepts))  # fmt: skip
+    files = json.loads((dest / "truth.json").read_text())["files"]
+    names = sorted({c for info in files.values() for c in info["concepts"]})
+    refs: dict[int, list[str]] = {i: [] for i in range(len(names))}
+    truth: dict[str, int] = {}
+    for rel in sorted(files):  # dated paths: earliest first
+        for name in files[rel]["concepts"]:
+            c = names.index(name)
+            if len(refs[c]) < 3:
+                refs[c].append(rel)
+            else:
+                truth[rel] = c
+    return refs, truth
+
+
+def run(n_photos: int, n_concepts: int, model, settings_home: Path, quantile: float, world: bool = False) -> dict:
     from rrg_local.concepts.embeddings import EmbeddingStore, VLMEmbedder
     from rrg_local.concepts.store import ConceptStore
     from rrg_local.concepts.tagging import TagConfig, Tagger, retrieve
@@ -84,7 +110,7 @@ def run(n_photos: int, n_concepts: int, model, settings_home: Path, quantile: fl
 
     settings = replace(Settings(home=settings_home), scan_workers=2)
     lib = settings_home / "lib"
-    refs, truth = make_library(lib, n_photos, n_concepts)
+    refs, truth = (make_world_library if world else make_library)(lib, n_photos, n_concepts)
     db = open_db(settings.db_path)
     Scanner(db, settings).scan([lib])
     pid = {r[1][len(str(lib)) + 1 :]: r[0] for r in db.execute("SELECT photo_id, path FROM paths")}
@@ -126,26 +152,32 @@ def main() -> None:
     ap.add_argument("--prefill-s", type=float, default=None, help="2B: seconds for one call's prompt, photo cached")
     ap.add_argument("--quantile", type=float, default=0.95, help="TagConfig.background_quantile (0: off)")
     ap.add_argument("--embed-onnx-s", type=float, default=None, help="seconds per photo, dedicated ONNX embedder")
+    ap.add_argument("--world", action="store_true", help="the demo world and the shipped demo model (a trained tower)")
     args = ap.parse_args()
 
     from rrg_local.vlm.llama import LlamaConfig, LlamaVisionModel, route_logs
     from trainer.tiny import tiny_gguf
 
     route_logs()
-    pair = tiny_gguf().pair("f16")
+    if args.world:
+        from rrg_local.demo.run import shipped_model
+
+        shipped = shipped_model()
+        llama = LlamaConfig(model=shipped.text, mmproj=shipped.mmproj, n_threads=2,
+                            image_max_tokens=shipped.image_max_tokens)  # fmt: skip
+        label = "demo world, shipped demo model"
+    else:
+        pair = tiny_gguf().pair("f16")
+        llama = LlamaConfig(model=pair.text, mmproj=pair.mmproj, n_threads=2, image_max_tokens=64)
+        label = "tiny model"
     rows = []
     for c in (1, 5, 20):
-        with (
-            tempfile.TemporaryDirectory() as tmp,
-            LlamaVisionModel(
-                LlamaConfig(model=pair.text, mmproj=pair.mmproj, n_threads=2, image_max_tokens=64)
-            ) as model,
-        ):
-            r = run(args.photos, c, model, Path(tmp), args.quantile)
+        with tempfile.TemporaryDirectory() as tmp, LlamaVisionModel(llama) as model:
+            r = run(args.photos, c, model, Path(tmp), args.quantile, args.world)
         naive = r["photos"] * c
         rows.append((c, r, naive))
 
-    print(f"tiny model, {args.photos} photos per library, background quantile {args.quantile}\n")
+    print(f"{label}, {args.photos} photos per library, background quantile {args.quantile}\n")
     head = (
         f"{'C':>3} {'photos':>6} {'stage-2':>7} {'reason':>6} {'calib':>5} {'VLM calls':>9} "
         f"{'naive NxC':>9} {'ours/naive':>10} "
