@@ -1,10 +1,10 @@
 """Retrieval embeddings: the pluggable embedder, the SQLite cache of vectors, and cosine retrieval.
 
 An `Embedder` maps a photo to an L2-normalised float32 vector. `VLMEmbedder` uses the runtime's own
-vision tower (mean-pooled); it is free to set up and, thanks to the runtime's image cache, makes a later
-stage-2 call on the same thumbnail skip the encoder. Vectors are cached per (photo, embedder name) and
-computed through the `embed` jobs, so an interrupted pass resumes. Pure helpers: `pack`, `unpack`,
-`similarities`.
+vision tower (max-pooled over the photo's tokens); it is free to set up and, thanks to the runtime's image
+cache, makes a later stage-2 call on the same thumbnail skip the encoder. Vectors are cached per (photo,
+embedder name) and computed through the `embed` jobs, so an interrupted pass resumes. Pure helpers: `pack`,
+`unpack`, `similarities`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ class Embedder(Protocol):
 class VLMEmbedder:
     def __init__(self, model: VisionModel):
         self.model = model
-        self.name = f"vlm:{model.info.name}:{model.info.image_max_tokens or 'max'}"
+        # ":maxpool": vectors cached under the earlier mean pooling are not mixed with these.
+        self.name = f"vlm:{model.info.name}:{model.info.image_max_tokens or 'max'}:maxpool"
 
     def embed(self, image: ImageRef) -> np.ndarray:
         return self.model.embed_image(image)

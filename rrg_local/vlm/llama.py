@@ -56,6 +56,21 @@ class ModelError(VisionError):
     """A model that cannot be loaded or run; the message names the file or the failing step."""
 
 
+def pool_tokens(tokens: np.ndarray) -> np.ndarray:
+    """A photo's retrieval vector from its image tokens: the max over tokens, L2-normalised (pure).
+
+    Max rather than mean: a person's concept fills part of the photo, and the mean is dominated by the
+    background. On the demo library (60 photos of 6 objects in look-alike pairs, varied scenes; the shipped
+    demo model's tower) a photo's nearest photo showed the same object 53% of the time with max, 38% with mean.
+
+    >>> [round(float(x), 3) for x in pool_tokens(np.array([[3.0, 0.0], [0.0, 4.0], [-9.0, 0.0]]))]
+    [0.6, 0.8]
+    """
+    emb = tokens.max(axis=0)
+    norm = float(np.linalg.norm(emb))
+    return (emb / norm if norm > 0 else emb).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class LlamaConfig:
     model: Path
@@ -295,11 +310,10 @@ class LlamaVisionModel:
             segments, release = self._tokenize([Message.of("user", image)], template=False)
             try:
                 seg = next(s for s in segments if s.kind == "image")
-                emb = self._embedding(seg).reshape(seg.n_tokens, self._n_embd).mean(axis=0)
+                tokens = self._embedding(seg).reshape(seg.n_tokens, self._n_embd)
             finally:
                 release()
-        norm = float(np.linalg.norm(emb))
-        return (emb / norm if norm > 0 else emb).astype(np.float32)
+        return pool_tokens(tokens)
 
     def tokenize(self, text: str, *, special: bool = False) -> list[int]:
         """Token ids of `text`; `special=True` reads `<|im_start|>` and the like as the special tokens."""
