@@ -47,6 +47,8 @@ class Settings:
     # 0 disables the cut (a library where one concept is in more than a few percent of the photos).
     tag_background_quantile: float = 0.95
     tag_top_k: int = 3  # concepts per photo handed to stage 2
+    # Stage 2: "identify" (one listener call per photo among its candidates) or "recognize" (one per candidate).
+    tag_stage2: str = "identify"
     notices: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -69,6 +71,7 @@ class Settings:
 
 _EDITABLE = {f.name for f in fields(Settings)} - {"home", "notices"}
 _FRACTIONS = {"tag_background_quantile"}
+_CHOICES = {"tag_stage2": ("identify", "recognize")}
 
 
 def default_home(environ: dict[str, str] | None = None) -> Path:
@@ -96,6 +99,8 @@ def _coerce(raw: dict, home: Path) -> tuple[Settings, list[str]]:
             elif isinstance(default, str):
                 if not isinstance(value, str):
                     raise TypeError(f"expected text, got {type(value).__name__}")
+                if key in _CHOICES and value not in _CHOICES[key]:
+                    raise ValueError(f"must be one of {', '.join(_CHOICES[key])}")
             elif isinstance(default, bool) or not isinstance(value, int | float) or isinstance(value, bool):
                 raise TypeError(f"expected a number, got {type(value).__name__}")
             else:

@@ -143,7 +143,7 @@ def calibrate_one(tagger: Tagger, proto: Prototype, protos: Sequence[Prototype],
     def score(photo_id: int) -> float:
         cands = candidates_for(tagger.emb.get(photo_id), photo_id, proto.concept.id, protos, tagger.config.top_k)
         result = tagger.stage2(tagger.emb.image(photo_id), [p.concept for p in cands])
-        report.calibration_calls += 1
+        report.calibration_calls += result.calls
         return round(float(result.scores[[p.concept.id for p in cands].index(proto.concept.id)]), 4)
 
     pos = [(pid, score(pid)) for pid in positives]

@@ -4,11 +4,12 @@ Stage 1 (`retrieve`, pure): the photo's embedding against each concept's positiv
 confirmed); a concept is a candidate when its best similarity clears the concept's stage-1 threshold,
 calibrated from its own references so that they would all pass (recall first). Stage 2, only for photos
 with candidates: one recognition call (P(Yes)) for a single candidate, or one identification call among
-the top-K with a "None" answer. The best-scoring candidate becomes a suggestion, with its reasoning, when its
-score clears that concept's threshold (`decide`): calibrated from the person's confirmations and
-rejections (`calibrate`), else from the concept's own photos (`rrg_local.concepts.calibration`), else the
-default. `Tagger.run()` works through the `tag` jobs, so an interrupted run resumes. VLM calls are counted:
-with N photos and C concepts, stage 2 costs at most one call per photo whatever C is (plus one short
+the top-K with a "None" answer (`stage2 = "recognize"`: P(Yes) for each candidate instead). The
+best-scoring candidate becomes a suggestion, with its reasoning, when its score clears that concept's
+threshold (`decide`): calibrated from the person's confirmations and rejections (`calibrate`), else from
+the concept's own photos (`rrg_local.concepts.calibration`), else the default. `Tagger.run()` works
+through the `tag` jobs, so an interrupted run resumes. VLM calls are counted: with N photos and C
+concepts, stage 2 costs at most one call per photo whatever C is in "identify" mode (plus one short
 reasoning call per suggestion, and a calibration of a few calls per concept after a concept changed).
 """
 
@@ -30,6 +31,9 @@ from rrg_local.vlm.protocol import VisionError, VisionModel
 @dataclass(frozen=True)
 class TagConfig:
     top_k: int = 3
+    # "identify": one call per photo among its top-k candidates; "recognize": P(Yes) for each candidate
+    # (k calls, the photo cached), for a listener that judges one description better than it compares k.
+    stage2: str = "identify"
     stage1_floor: float = 0.0  # never below this, whatever the calibration says
     stage1_default: float = 0.9  # for a concept with one positive photo (nothing to calibrate from)
     stage1_margin: float = 0.05
@@ -44,7 +48,11 @@ class TagConfig:
 
 def tag_config(settings) -> TagConfig:
     """The tagging knobs a person can set in config.toml (`Settings.tag_*`)."""
-    return TagConfig(top_k=max(1, settings.tag_top_k), background_quantile=settings.tag_background_quantile)
+    return TagConfig(
+        top_k=max(1, settings.tag_top_k),
+        background_quantile=settings.tag_background_quantile,
+        stage2=settings.tag_stage2,
+    )
 
 
 @dataclass(frozen=True)
@@ -74,8 +82,9 @@ class TagReport:
 @dataclass(frozen=True)
 class Stage2:
     scores: tuple[float, ...]  # per candidate: P(Yes), or the probability of its label among all + "None"
-    messages: list  # the prompt, for the reasoning call
+    prompts: tuple[list, ...]  # per candidate: the prompt that scored it (for the reasoning call)
     labels: tuple[str, ...]  # per candidate: the answer that picks it
+    calls: int = 1
 
 
 def decide(scores: Sequence[float], thresholds: Sequence[float]) -> int | None:
@@ -191,17 +200,19 @@ class Tagger:
         return protos
 
     def stage2(self, image, concepts: Sequence[Concept]) -> Stage2:
-        """The stage-2 call on one photo: P(Yes) for a single candidate, else one identification call among
-        them (with "None"); each candidate's score. The calibration (`rrg_local.concepts.calibration`) makes
-        the same call, so its thresholds are on the same scale."""
+        """The stage-2 call on one photo and each candidate's score: one identification call among them (with
+        "None"), or, for a single candidate or with `stage2 = "recognize"`, P(Yes) per candidate (the photo
+        stays in the runtime's cache: each further candidate costs its description's tokens). The calibration
+        (`rrg_local.concepts.calibration`) makes the same call, so its thresholds are on the same scale."""
         texts = [prompts.ConceptText(c.name, c.category, c.coarse, c.detailed) for c in concepts]
-        if len(texts) == 1:
-            rec = tasks.recognize(self.model, image, texts[0], reasoning=False)
-            return Stage2((rec.p_yes,), prompts.recognition(image, texts[0]), ("Yes",))
+        if len(texts) == 1 or self.config.stage2 == "recognize":
+            recs = [tasks.recognize(self.model, image, t, reasoning=False) for t in texts]
+            asks = tuple(prompts.recognition(image, t) for t in texts)
+            return Stage2(tuple(r.p_yes for r in recs), asks, ("Yes",) * len(texts), calls=len(texts))
         ident = tasks.identify(self.model, image, texts, reasoning=False, caption=False, none_option=True)
         labels = prompts.letters(len(texts))
-        return Stage2(tuple(ident.probs[x] for x in labels), prompts.identification(image, texts, none_option=True),
-                      labels)  # fmt: skip
+        ask = prompts.identification(image, texts, none_option=True)
+        return Stage2(tuple(ident.probs[x] for x in labels), (ask,) * len(texts), labels)
 
     def threshold(self, concept: Concept) -> float:
         """A person's calibration (their verdicts) first, then the concept's own (`calibration`), else the default."""
@@ -221,8 +232,8 @@ class Tagger:
         if not hits:
             return []
         report.stage1_candidates += 1
-        report.stage2_calls += 1
         result = self.stage2(self.emb.image(photo_id), [p.concept for p, _ in hits])
+        report.stage2_calls += result.calls
         picked = decide(result.scores, [self.threshold(p.concept) for p, _ in hits])
         if picked is None:
             return []
@@ -230,7 +241,7 @@ class Tagger:
         reasoning = None
         if self.config.reasoning:
             report.reasoning_calls += 1
-            reasoning = tasks.explain(self.model, result.messages, result.labels[picked])
+            reasoning = tasks.explain(self.model, result.prompts[picked], result.labels[picked])
         report.suggestions += 1
         return [
             {

@@ -50,3 +50,8 @@ def test_tagging_knobs_are_read_checked_and_used(tmp_path):
     assert tag_config(s).top_k == 5 and tag_config(s).background_quantile == 0.95
     (home / "config.toml").write_text("tag_background_quantile = 0\n")
     assert tag_config(load_settings({"RRG_HOME": str(home)})).background_quantile == 0.0
+    (home / "config.toml").write_text('tag_stage2 = "vote"\n')
+    s = load_settings({"RRG_HOME": str(home)})
+    assert tag_config(s).stage2 == "identify" and any("must be one of identify, recognize" in n for n in s.notices)
+    (home / "config.toml").write_text('tag_stage2 = "recognize"\n')
+    assert tag_config(load_settings({"RRG_HOME": str(home)})).stage2 == "recognize"

@@ -85,3 +85,26 @@ def test_tagging_calibrates_each_concept_once_and_after_a_change(db, indexed, st
 
     store.set_threshold(store.get("Mug"), 0.77)  # a person's verdicts win over the concept's own
     assert changed.threshold(store.get("Mug")) == 0.77
+
+
+def test_recognize_mode_scores_every_candidate_with_p_yes(db, indexed, stores, model):
+    from rrg_local.vlm import prompts, tasks
+
+    store, emb = stores
+    store.add_photos(store.add("Bo", "dog"), [indexed(f"refs/bo{i}.jpg") for i in range(3)])
+    store.add_photos(store.add("Mug", "mug"), [indexed("refs/mug0.jpg"), indexed("refs/mug1.jpg")])
+    emb.run_jobs()
+    config = TagConfig(top_k=2, stage2="recognize", background_quantile=0.0, stage2_default=0.0, stage1_default=-1)
+    tagger = Tagger(db, model, emb, config)
+    report = tagger.run()
+    # Photos that are no concept's own get both concepts as candidates: two calls each; the others one.
+    n = db.execute("SELECT count(*) FROM photos").fetchone()[0]
+    assert report.stage1_candidates == n and report.stage2_calls == 2 * (n - 5) + 5
+    assert report.calibration_calls == (3 + 2) * 2 + (2 + 3) * 2  # the same call on each concept's photos
+    suggested = store.tags(statuses=("suggested",))
+    assert len(suggested) == report.suggestions > 0
+    for t in suggested:
+        c = store.get(t.concept_id)
+        text = prompts.ConceptText(c.name, c.category, c.coarse, c.detailed)
+        assert t.score == pytest.approx(tasks.recognize(model, emb.image(t.photo_id), text, reasoning=False).p_yes,
+                                        abs=1e-3)  # fmt: skip
