@@ -33,6 +33,7 @@ TAG_BACKGROUND_QUANTILE = 0.0
 # photo's 3 nearest photos (mean-pooled tower of the shipped model) held one of the same concept only 50% of
 # the time (nearest: 31%), so stage 1 ranks poorly and stage 2 sees up to 5 candidates.
 TAG_TOP_K = 5
+TAG_STAGE2 = "identify"
 REFERENCES = 3
 
 
@@ -71,7 +72,14 @@ def shipped_model(model_dir: Path = MODEL_DIR, *, verify: bool = True) -> Shippe
 
 def demo_settings(settings: Settings) -> Settings:
     home = settings.home / "demo"
-    return replace(settings, home=home, folders=(home / "library",), tag_background_quantile=TAG_BACKGROUND_QUANTILE)
+    return replace(
+        settings,
+        home=home,
+        folders=(home / "library",),
+        tag_background_quantile=TAG_BACKGROUND_QUANTILE,
+        tag_top_k=TAG_TOP_K,
+        tag_stage2=TAG_STAGE2,
+    )
 
 
 def prepare_library(settings: Settings, *, fresh: bool = False) -> dict:
