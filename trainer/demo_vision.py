@@ -165,7 +165,6 @@ def _losses(visual: Any, heads: Any, scene_head: Any, photos: list[_Photo], *, o
         tokens = visual(torch.cat([p.pixels for p in photos]).float(), grid_thw=thw).pooler_output
     tokens = tokens.float()
     sizes = [int(p.thw.prod()) // merge**2 for p in photos]
-    per_photo = torch.split(tokens, sizes)
     losses, accs = {}, {}
 
     def add(key: str, logits: Any, y: Any) -> None:
@@ -173,20 +172,25 @@ def _losses(visual: Any, heads: Any, scene_head: Any, photos: list[_Photo], *, o
         mask = y != IGNORE
         accs[key] = float((logits.argmax(-1)[mask] == y[mask]).float().mean()) if mask.any() else float("nan")
 
-    pooled, pooled_y = [], {k: [] for k in HEADS if k != "category"}
-    for p, t in zip(photos, per_photo, strict=True):
+    # The graph is built in this order (slices of `tokens`, one stack, the heads, then the scene) so that
+    # gradients add up in the same order as the shipped model's build: its stage A is reproduced bit for bit.
+    rows, pooled_y, offset = [], {k: [] for k in HEADS if k != "category"}, 0
+    for p, size in zip(photos, sizes, strict=True):
         for weights, targets in p.objects:
-            w = torch.tensor(weights)
-            pooled.append((t * w[:, None]).sum(0) / w.sum())
+            rows.append((offset, torch.tensor(weights)))
             for k in pooled_y:
                 pooled_y[k].append(targets[k])
+        offset += size
+    if object_pool and rows:
+        pooled = torch.stack([(tokens[o : o + len(w)] * w[:, None]).sum(0) / w.sum() for o, w in rows])
     for k, head in heads.items():
         if object_pool and k != "category":
-            if pooled:
-                add(k, head(torch.stack(pooled)), torch.tensor(pooled_y[k]))
+            if rows:
+                add(k, head(pooled), torch.tensor(pooled_y[k]))
         else:
             add(k, head(tokens), torch.tensor([v for p in photos for v in p.tokens[k]]))
-    add("scene", scene_head(torch.stack([t.mean(0) for t in per_photo])), torch.tensor([p.scene for p in photos]))
+    per_image = torch.stack([t.mean(0) for t in torch.split(tokens, sizes)])
+    add("scene", scene_head(per_image), torch.tensor([p.scene for p in photos]))
     return losses, accs
 
 
