@@ -155,6 +155,7 @@ def main() -> None:
     ap.add_argument("--world", action="store_true", help="the demo world and the shipped demo model (a trained tower)")
     args = ap.parse_args()
 
+    from rrg_local.concepts.calibration import MAX_NEGATIVES
     from rrg_local.vlm.llama import LlamaConfig, LlamaVisionModel, route_logs
     from trainer.tiny import tiny_gguf
 
@@ -196,7 +197,8 @@ def main() -> None:
         n, c = 10_000, 20
         share = rows[-1][1]["share_stage2"]
         naive_h = n * c * args.naive_call_s / 3600
-        calib = c * (3 + 8) * (args.encode_s + args.prefill_s)  # each concept's own threshold, once
+        # each concept's own threshold, once: its 3 references and up to MAX_NEGATIVES photos of other concepts
+        calib = c * (3 + MAX_NEGATIVES) * (args.encode_s + args.prefill_s)
         vlm_h = (n * args.encode_s + n * share * args.prefill_s + calib) / 3600
         print(f"\nprojection, {n} photos x {c} concepts at 2B size (share reaching stage 2: {share:.2f}):")
         print(f"  naive (N x C recognition calls):        {naive_h:10.1f} CPU h   1.00")

@@ -135,8 +135,7 @@ def concept_show(ctx: Context, name: str) -> None:
     c = _concept(store, name)
     click.echo(f"<{c.name}>  category: {c.category}  (description by {c.description_source})")
     click.echo(f"coarse:   {c.coarse}\ndetailed: {c.detailed}")
-    own = calibration.stored(store.db, c.id)
-    own = own[1] if own else None
+    own = calibration.current(store.db, c.id)
     click.echo(f"stage-2 threshold: {calibration.explain(c, own, TagConfig().stage2_default)}")
     if own is not None:
         pos, neg = (" ".join(f"{pid}:{score:.2f}" for pid, score in x) or "-" for x in (own.positives, own.negatives))

@@ -114,6 +114,12 @@ def stored(db, concept_id: int) -> tuple[str, Calibration] | None:
     return row[0], Calibration(concept_id, row[1], pos, neg)
 
 
+def current(db, concept_id: int) -> Calibration | None:
+    """The concept's stored calibration (whatever its key), for showing it."""
+    found = stored(db, concept_id)
+    return found[1] if found else None
+
+
 def explain(concept: Concept, own: Calibration | None, default: float) -> str:
     """Which stage-2 threshold the tagger uses for `concept`, and where it comes from (pure).
 

@@ -32,7 +32,6 @@ def load_views(store: ConceptStore) -> list[ConceptView]:
     views = []
     default = TagConfig().stage2_default
     for c in store.all():
-        own = calibration.stored(store.db, c.id)
         views.append(
             ConceptView(
                 c.id,
@@ -44,7 +43,7 @@ def load_views(store: ConceptStore) -> list[ConceptView]:
                 tuple(sorted(store.photos(c, "confirmed"))),
                 tuple(sorted(store.photos(c, "negative"))),
                 tuple(t.photo_id for t in store.tags(c, statuses=("suggested",))),
-                calibration.explain(c, own[1] if own else None, default),
+                calibration.explain(c, calibration.current(store.db, c.id), default),
             )
         )
     return views
