@@ -11,10 +11,20 @@ from dataclasses import dataclass, field
 
 from rich.text import Text
 from textual.message import Message
+from textual.message_pump import MessagePump
+from textual.worker import get_current_worker
 
 from rrg_local.concepts.store import Concept, Tag
 from rrg_local.library.query import ErrorRow, PhotoRow
 from tui.views import ConceptView, PhotoTags
+
+
+def post_latest(target: MessagePump, message: Message) -> None:
+    """Post from an exclusive thread worker unless a newer run replaced it: a thread cannot be stopped, so a
+    superseded load would otherwise land after the newer one and put stale rows back on screen (a concept
+    deleted while the screen reloaded stayed listed)."""
+    if not get_current_worker().is_cancelled:
+        target.post_message(message)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 from rrg_local.library.query import list_errors, status
 from tui import tasks
 from tui.database import opened
-from tui.messages import ActivityLoaded, LibraryChanged, TagFinished, TagProgressed
+from tui.messages import ActivityLoaded, LibraryChanged, TagFinished, TagProgressed, post_latest
 
 
 def status_text(counts: dict) -> str:
@@ -83,7 +83,7 @@ class ActivityScreen(Screen):
         settings = self.app.settings
         with opened(settings) as db:
             counts, errors = status(db), list_errors(db)
-        self.post_message(ActivityLoaded(counts, errors, tasks.model_status(settings)))
+        post_latest(self, ActivityLoaded(counts, errors, tasks.model_status(settings)))
 
     def on_activity_loaded(self, message: ActivityLoaded) -> None:
         self.query_one("#model", Static).update(message.model)

@@ -23,7 +23,7 @@ from rrg_local.concepts.store import ConceptError, ConceptStore
 from rrg_local.concepts.tagging import TagConfig
 from rrg_local.vlm import registry
 from tui.database import opened
-from tui.messages import ConceptEdited, ConceptFetched, ConceptRemoved, ConceptsLoaded
+from tui.messages import ConceptEdited, ConceptFetched, ConceptRemoved, ConceptsLoaded, post_latest
 from tui.screens.concept_edit import ConceptDeleteScreen, ConceptEdit, ConceptEditScreen
 from tui.views import MODEL_HOWTO, ConceptView, concept_details
 
@@ -102,7 +102,7 @@ class ConceptsScreen(Screen):
         with opened(settings) as db:
             views = load_views(ConceptStore(db))
         models, _ = registry.entries(settings)
-        self.post_message(ConceptsLoaded(views, bool(models)))
+        post_latest(self, ConceptsLoaded(views, bool(models)))
 
     def on_concepts_loaded(self, message: ConceptsLoaded) -> None:
         self.concepts = message.concepts

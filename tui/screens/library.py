@@ -30,6 +30,7 @@ from tui.messages import (
     ScanFinished,
     ScanProgressed,
     ThumbsRendered,
+    post_latest,
 )
 from tui.views import FILTER_HELP, MODEL_HOWTO, PhotoTags, filter_rows, photo_cells
 
@@ -90,7 +91,7 @@ class LibraryScreen(Screen):
             tags: dict[int, list[tuple[str, str]]] = {}
             for t in ConceptStore(db).tags(statuses=("suggested", "confirmed", "rejected")):
                 tags.setdefault(t.photo_id, []).append((t.concept, t.status))
-        self.post_message(LibraryLoaded(rows, {k: tuple(v) for k, v in tags.items()}))
+        post_latest(self, LibraryLoaded(rows, {k: tuple(v) for k, v in tags.items()}))
 
     async def on_library_loaded(self, message: LibraryLoaded) -> None:
         self.rows, self.tags = message.rows, message.tags

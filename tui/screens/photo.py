@@ -24,7 +24,7 @@ from rrg_local.library.query import PhotoRow
 from tui import tasks
 from tui.database import opened
 from tui.halfblock import halfblock
-from tui.messages import AnswerFinished, AnswerStreamed, ModelMissing, PhotoOpened, TagReviewed
+from tui.messages import AnswerFinished, AnswerStreamed, ModelMissing, PhotoOpened, TagReviewed, post_latest
 from tui.views import MODEL_HOWTO, photo_meta, tag_cells
 
 THUMB_COLUMNS = 48
@@ -92,7 +92,7 @@ class PhotoScreen(Screen):
                 thumb = halfblock(img, THUMB_COLUMNS)
         except OSError as exc:
             error = f"no thumbnail ({exc.__class__.__name__})"
-        self.post_message(PhotoOpened(self.row["id"], tags, thumb, error))
+        post_latest(self, PhotoOpened(self.row["id"], tags, thumb, error))
 
     def on_photo_opened(self, message: PhotoOpened) -> None:
         self.tags = message.tags
