@@ -306,7 +306,7 @@ def ask(ctx: Context, question: str, photo: Path | None) -> None:
     needs_model = photo is not None or route(question, [c.name for c in store.all()], has_photo=False).scene
     model = _model(ctx) if needs_model else None
     db, store, emb = _stores(ctx, model, db)
-    image = None
+    image, pid = None, None
     if photo is not None:
         (pid,) = resolve_photos(db, ctx.settings, (str(photo),))
         path = db.execute("SELECT path FROM paths WHERE photo_id = ? AND missing = 0 LIMIT 1", [pid]).fetchone()
@@ -318,7 +318,7 @@ def ask(ctx: Context, question: str, photo: Path | None) -> None:
         click.echo(piece, nl=False)
 
     try:
-        answer = Asker(store, model, emb).ask(question, photo=image, on_text=stream)
+        answer = Asker(store, model, emb).ask(question, photo=image, photo_id=pid, on_text=stream)
     except (VisionError, ValueError) as exc:
         _fail(str(exc))
     if streamed:

@@ -2,10 +2,12 @@
 
 `route()` and `find_concepts()` are pure. Questions about one photo go to the listener with the
 mentioned concepts' names and descriptions in context ("Is Bo in this photo?" is a recognition with its
-probability). Questions about the library ("Show me Bo at the beach", "When did I last see my blue mug?",
-"Photos of Bo and grandma together") are answered from tags and capture dates; only a scene condition
-costs VLM calls, on at most `max_checks` photos. Every answer cites the photos it rests on and says when
-it is unsure (unconfirmed suggestions, probabilities near one half, checks cut short).
+probability, squared with an auto-tag suggestion; for a library photo a person already judged, a reference,
+a confirmed or a rejected one, their word is the answer and the model is not asked). Questions about the
+library ("Show me Bo at the beach", "When did I last see my blue mug?", "Photos of Bo and grandma
+together") are answered from tags and capture dates; only a scene condition costs VLM calls, on at most
+`max_checks` photos. Every answer cites the photos it rests on and says when it is unsure (unconfirmed
+suggestions, probabilities near one half, checks cut short).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from rrg_local.concepts.embeddings import EmbeddingStore
 from rrg_local.concepts.store import Concept, ConceptStore, Tag
@@ -20,6 +23,12 @@ from rrg_local.vlm import answers, prompts, tasks
 from rrg_local.vlm.protocol import ImageRef, Message, OnText, VisionModel
 
 UNSURE = (0.35, 0.65)
+# What a person said about a photo answers "Is Bo in this photo?" without asking the model.
+KNOWN = {
+    "reference": (True, "this is one of <{name}>'s reference photos"),
+    "confirmed": (True, "you confirmed <{name}> in this photo"),
+    "negative": (False, "you said this photo does not show <{name}>"),
+}
 
 
 @dataclass(frozen=True)
@@ -107,35 +116,66 @@ class Asker:
         self.emb = embeddings
         self.max_checks = max_checks
 
-    def ask(self, question: str, *, photo: ImageRef | None = None, on_text: OnText | None = None) -> Answer:
+    def ask(
+        self,
+        question: str,
+        *,
+        photo: ImageRef | None = None,
+        photo_id: int | None = None,
+        on_text: OnText | None = None,
+    ) -> Answer:
+        """`photo_id`: the library's id of `photo`, when known (else looked up by the photo's path)."""
         concepts = {c.name: c for c in self.store.all()}
         r = route(question, list(concepts), has_photo=photo is not None)
         mentioned = [concepts[n] for n in r.concepts]
         if r.target == "photo":
             if self.model is None:
                 raise ValueError("questions about a photo need a model (rrg model add ...)")
-            return self._about_photo(question, photo, r, mentioned, on_text)
+            if photo_id is None and isinstance(photo.source, (str, Path)):
+                photo_id = self.store.photo_at(photo.source)
+            return self._about_photo(question, photo, photo_id, r, mentioned, on_text)
         if not mentioned:
             known = ", ".join(f"<{n}>" for n in concepts) or "none yet (rrg concept add)"
             return Answer(f"I don't know who or what that is. Your concepts: {known}.", unsure=True)
         return self._about_library(r, mentioned)
 
-    def _about_photo(self, question, photo, r: Route, mentioned: list[Concept], on_text) -> Answer:
+    def _about_photo(self, question, photo, photo_id, r: Route, mentioned: list[Concept], on_text) -> Answer:
         if r.intent == "is_in":
-            lines, unsure = [], False
+            lines, unsure, calls, cites = [], False, 0, []
             for c in mentioned:
-                msgs = prompts.recognition(photo, _text(c))
-                result = self.model.run(msgs, answers.recognition_script(reasoning=False))
-                rec = answers.parse_recognition(result)
-                why = tasks.explain(self.model, msgs, "Yes" if rec.answer else "No")
-                doubt = UNSURE[0] < rec.p_yes < UNSURE[1]
+                role, tag = self.store.standing(photo_id, c) if photo_id is not None else (None, None)
+                if role in KNOWN:  # a person said so: no need to look
+                    said, why = KNOWN[role]
+                    lines.append(f"<{c.name}>: {'yes' if said else 'no'}: {why.format(name=c.name)}.")
+                    cites.append((photo_id, tag.path if tag else None))
+                    continue
+                line, doubt = self._look(photo, c, tag)
+                calls += 2
                 unsure |= doubt
-                verdict = ("probably " if doubt else "") + ("yes" if rec.answer else "no")
-                lines.append(f"<{c.name}>: {verdict} (P(yes) = {rec.p_yes:.2f}). {why}".strip())
-            return Answer("\n".join(lines), unsure=unsure, vlm_calls=2 * len(mentioned))
+                lines.append(line)
+            return Answer("\n".join(lines), cites, unsure=unsure, vlm_calls=calls)
         context = mentioned or self.store.all()[:5]
         text = tasks.ask(self.model, photo, question, [_text(c) for c in context], on_text=on_text)
         return Answer(text, vlm_calls=1)
+
+    def _look(self, photo: ImageRef, c: Concept, tag: Tag | None) -> tuple[str, bool]:
+        """The listener's recognition of `c` in the photo and its reason, squared with an auto-tag suggestion."""
+        msgs = prompts.recognition(photo, _text(c))
+        rec = answers.parse_recognition(self.model.run(msgs, answers.recognition_script(reasoning=False)))
+        why = tasks.explain(self.model, msgs, "Yes" if rec.answer else "No")
+        doubt = UNSURE[0] < rec.p_yes < UNSURE[1]
+        verdict = ("probably " if doubt else "") + ("yes" if rec.answer else "no")
+        if tag is not None and tag.status == "suggested":
+            score = f"score {tag.score:.2f}, " if tag.score is not None else ""
+            suggested = f"auto-tagging suggested <{c.name}> here ({score}not confirmed: rrg review)"
+            if not rec.answer:  # the two disagree: say both
+                return (
+                    f"<{c.name}>: not sure: {suggested}, but asked directly the model says no "
+                    f"(P(yes) = {rec.p_yes:.2f}). {why}".strip(),
+                    True,
+                )
+            return f"<{c.name}>: {verdict} (P(yes) = {rec.p_yes:.2f}; {suggested}). {why}".strip(), doubt
+        return f"<{c.name}>: {verdict} (P(yes) = {rec.p_yes:.2f}). {why}".strip(), doubt
 
     def _about_library(self, r: Route, mentioned: list[Concept]) -> Answer:
         per_concept = [{t.photo_id: t for t in self.store.tags(c)} for c in mentioned]

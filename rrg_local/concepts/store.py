@@ -10,6 +10,7 @@ makes the photo a hard negative: both are what the trainer reads. A change to wh
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -286,6 +287,21 @@ class ConceptStore:
             [concept.id, photo_id, role, now],
         )
         self.conn.commit()
+
+    def standing(self, photo_id: int, concept: Concept) -> tuple[str | None, Tag | None]:
+        """What is known about this photo and concept: its role in the concept ("reference", "confirmed",
+        "negative" or None) and its tag (any status), each None when there is none."""
+        row = self.conn.execute(
+            "SELECT role FROM concept_photos WHERE concept_id = ? AND photo_id = ?", [concept.id, photo_id]
+        ).fetchone()
+        tags = self.tags(concept, statuses=("suggested", "confirmed", "rejected"), photo_id=photo_id)
+        return (row[0] if row else None), (tags[0] if tags else None)
+
+    def photo_at(self, path) -> int | None:
+        """The indexed photo at this file path (as given, made absolute), or None."""
+        raw = os.fsencode(os.path.abspath(path))
+        row = self.conn.execute("SELECT photo_id FROM paths WHERE raw = ? AND missing = 0", [raw]).fetchone()
+        return row[0] if row else None
 
     def verdicts(self, concept: Concept) -> tuple[list[float], list[float]]:
         """Stage-2 scores of the suggestions a person confirmed and rejected (for calibration)."""

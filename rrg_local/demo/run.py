@@ -246,15 +246,17 @@ def run_demo(
     clock = time.monotonic()
     asker = Asker(store, model, emb)
     first, second = PET_NAMES[0], PET_NAMES[1]
-    sample = next(f for f in sorted(truth["files"]) if truth["files"][f]["concepts"] == [_key(names, first)])
+    of_first = [f for f in sorted(truth["files"]) if truth["files"][f]["concepts"] == [_key(names, first)]]
+    sample, unseen = of_first[0], of_first[REFERENCES]  # a reference photo; one the model has not been shown
     other = next(f for f in sorted(truth["files"]) if not truth["files"][f]["concepts"])
     questions = [
         (f"Show me photos of <{first}>", None),
         (f"When did I last see {second}?", None),
         (f"How many photos of {second} do I have?", None),
         (f"Is <{first}> in this photo?", sample),
+        (f"Is <{first}> in this photo?", unseen),
         (f"Is <{first}> in this photo?", other),
-        ("Where was this photo taken?", sample),
+        ("Where was this photo taken?", unseen),
     ]
     for question, rel in questions:
         photo = ImageRef(library / rel) if rel else None

@@ -161,3 +161,46 @@ def test_photo_questions_use_the_listener(indexed, stores, model, library):
     pieces = []
     open_ans = asker.ask("What is Bo doing?", photo=ImageRef(library / "others/o1.jpg"), on_text=pieces.append)
     assert open_ans.vlm_calls == 1 and "".join(pieces).strip() == open_ans.text
+
+
+def test_photo_questions_take_a_persons_word_before_the_model(db, indexed, stores, model, library, tmp_path):
+    import shutil
+
+    from rrg_local.vlm.protocol import ImageRef
+
+    store, emb = stores
+    bo = store.add_photos(store.add("Bo", "dog"), [indexed("refs/bo0.jpg")])
+    store.add_photos(store.add("mug", "mug"), [indexed("refs/mug0.jpg")])
+    store.review(indexed("others/o1.jpg"), bo, confirm=False)
+    store.review(indexed("others/o2.jpg"), bo, confirm=True)
+    store.write_tags(
+        indexed("others/o3.jpg"), [{"concept_id": bo.id, "score": 0.31, "stage1": 0.8, "version": 1}], model="m"
+    )
+    asker = Asker(store, model, emb)
+
+    def ask(rel, question="Is <Bo> in this photo?"):
+        return asker.ask(question, photo=ImageRef(library / rel))
+
+    ref, rejected, confirmed = ask("refs/bo0.jpg"), ask("others/o1.jpg"), ask("others/o2.jpg")
+    assert ref.text == "<Bo>: yes: this is one of <Bo>'s reference photos." and ref.vlm_calls == 0
+    assert ref.citations[0][0] == indexed("refs/bo0.jpg") and not ref.unsure
+    assert rejected.text == "<Bo>: no: you said this photo does not show <Bo>." and rejected.vlm_calls == 0
+    assert confirmed.text.startswith("<Bo>: yes: you confirmed") and confirmed.vlm_calls == 0
+    # An unconfirmed suggestion: the model looks, and the answer says what auto-tagging thought.
+    suggested = ask("others/o3.jpg")
+    assert suggested.vlm_calls == 2 and "auto-tagging suggested <Bo> here (score 0.31, not confirmed" in suggested.text
+    if "asked directly the model says no" in suggested.text:
+        assert suggested.unsure and suggested.text.startswith("<Bo>: not sure: ")
+    # Two concepts: one known, one the model judges; the photo id can be given instead of found by path.
+    both = asker.ask(
+        "Is Bo or mug in this photo?", photo=emb.image(indexed("refs/mug0.jpg")), photo_id=indexed("refs/mug0.jpg")
+    )
+    first, second = both.text.splitlines()
+    assert first.startswith("<Bo>: ") and "P(yes) = " in first
+    assert second == "<mug>: yes: this is one of <mug>'s reference photos."
+    assert both.vlm_calls == 2
+    # The same bytes outside the library are just a photo: the model is asked.
+    outside = tmp_path / "elsewhere.jpg"
+    shutil.copy(library / "refs/bo0.jpg", outside)
+    fresh = asker.ask("Is <Bo> in this photo?", photo=ImageRef(outside))
+    assert fresh.vlm_calls == 2 and "P(yes) = " in fresh.text

@@ -80,8 +80,11 @@ def test_rrg_demo_tags_the_library_and_answers(rrg_home):
     total, stage2, per_photo, explain, calibrate, n_tags = (float(x) for x in calls.groups())
     assert total == stage2 + explain + calibrate and per_photo <= 1.0 and explain == n_tags
     assert calibrate == 6 * (3 + 8)
-    # Questions: library answers cite photos; photo questions are answered by the model.
-    assert "? Show me photos of <Bo>" in out and "? Is <Bo> in this photo?" in out
+    # Questions: library answers cite photos; a reference photo is answered from what the person said, other
+    # photos by the model (three "Is <Bo> in this photo?": a reference, an unseen photo of Bo, a photo without him).
+    assert "? Show me photos of <Bo>" in out and out.count("? Is <Bo> in this photo?") == 3
+    assert "<Bo>: yes: this is one of <Bo>'s reference photos." in out
+    assert len(re.findall(r"^  <Bo>: (probably )?(yes|no) \(P\(yes\) = ", out, re.M)) == 2
     assert re.search(r"\? Where was this photo taken\?.*\n  \S", out)
     assert not (rrg_home / "library.db").exists()  # the user's own library is untouched
     # Resumable and idempotent: a second run reuses everything and reports the same tags.
