@@ -4,10 +4,11 @@ Stage 1 (`retrieve`, pure): the photo's embedding against each concept's positiv
 confirmed); a concept is a candidate when its best similarity clears the concept's stage-1 threshold,
 calibrated from its own references so that they would all pass (recall first). Stage 2, only for photos
 with candidates: one recognition call (P(Yes)) for a single candidate, or one identification call among
-the top-K with a "None" answer (`stage2 = "recognize"`: P(Yes) for each candidate instead). The
-best-scoring candidate becomes a suggestion, with its reasoning, when its score clears that concept's
-threshold (`decide`): calibrated from the person's confirmations and rejections (`calibrate`), else from
-the concept's own photos (`rrg_local.concepts.calibration`), else the default. `Tagger.run()` works
+the top-K with a "None" answer (`stage2 = "recognize"`: P(Yes) for each candidate instead, so that a photo
+of Bo with grandma gets both tags). The best-scoring candidate (with "recognize", every candidate) becomes
+a suggestion, with its reasoning, when its score clears that concept's threshold (`decide`,
+`decide_all`): calibrated from the person's confirmations and rejections (`calibrate`), else from the
+concept's own photos (`rrg_local.concepts.calibration`), else the default. `Tagger.run()` works
 through the `tag` jobs, so an interrupted run resumes. VLM calls are counted: with N photos and C
 concepts, stage 2 costs at most one call per photo whatever C is in "identify" mode (plus one short
 reasoning call per suggestion, and a calibration of a few calls per concept after a concept changed).
@@ -100,6 +101,15 @@ def decide(scores: Sequence[float], thresholds: Sequence[float]) -> int | None:
         return None
     best = max(range(len(scores)), key=lambda i: scores[i])
     return best if scores[best] >= thresholds[best] else None
+
+
+def decide_all(scores: Sequence[float], thresholds: Sequence[float]) -> list[int]:
+    """Every candidate whose score clears its own threshold, best first (pure).
+
+    >>> decide_all([0.45, 0.1, 0.4], [0.3, 0.3, 0.3]), decide_all([0.2, 0.1], [0.5, 0.5])
+    ([0, 2], [])
+    """
+    return sorted((i for i in range(len(scores)) if scores[i] >= thresholds[i]), key=lambda i: -scores[i])
 
 
 def stage1_threshold(vectors: np.ndarray, config: TagConfig) -> float:
@@ -234,24 +244,29 @@ class Tagger:
         report.stage1_candidates += 1
         result = self.stage2(self.emb.image(photo_id), [p.concept for p, _ in hits])
         report.stage2_calls += result.calls
-        picked = decide(result.scores, [self.threshold(p.concept) for p, _ in hits])
-        if picked is None:
-            return []
-        (proto, sim), score = hits[picked], result.scores[picked]
-        reasoning = None
-        if self.config.reasoning:
-            report.reasoning_calls += 1
-            reasoning = tasks.explain(self.model, result.prompts[picked], result.labels[picked])
-        report.suggestions += 1
-        return [
-            {
-                "concept_id": proto.concept.id,
-                "score": float(score),
-                "stage1": sim,
-                "reasoning": reasoning,
-                "version": proto.concept.version,
-            }
-        ]
+        thresholds = [self.threshold(p.concept) for p, _ in hits]
+        if self.config.stage2 == "recognize":  # each candidate judged on its own: a photo can show several
+            picked = decide_all(result.scores, thresholds)
+        else:  # one answer among them: the best (on the demo library, also tagging runners-up cut precision)
+            picked = [i for i in [decide(result.scores, thresholds)] if i is not None]
+        tags = []
+        for i in picked:
+            (proto, sim), score = hits[i], result.scores[i]
+            reasoning = None
+            if self.config.reasoning:
+                report.reasoning_calls += 1
+                reasoning = tasks.explain(self.model, result.prompts[i], result.labels[i])
+            report.suggestions += 1
+            tags.append(
+                {
+                    "concept_id": proto.concept.id,
+                    "score": float(score),
+                    "stage1": sim,
+                    "reasoning": reasoning,
+                    "version": proto.concept.version,
+                }
+            )
+        return tags
 
     def run(
         self, *, batch: int = 16, limit: int | None = None, on_progress: Callable[[TagReport, int], None] | None = None

@@ -103,6 +103,17 @@ def test_recognize_mode_scores_every_candidate_with_p_yes(db, indexed, stores, m
     assert report.calibration_calls == (3 + 2) * 2 + (2 + 3) * 2  # the same call on each concept's photos
     suggested = store.tags(statuses=("suggested",))
     assert len(suggested) == report.suggestions > 0
+    # Thresholds of 0 (never above the default): every candidate is tagged, so a photo can carry both concepts,
+    # and "together" finds exactly the photos tagged with both.
+    assert report.suggestions == report.stage2_calls
+    both = {t.photo_id for t in suggested if t.concept == "Bo"} & {t.photo_id for t in suggested if t.concept == "Mug"}
+    assert len(both) == n - 5
+    from rrg_local.concepts.ask import Asker
+
+    together = Asker(store, model, emb).ask("Photos of Bo and Mug together")
+    tagged = store.tags()  # suggested and confirmed (references are confirmed)
+    with_both = {t.photo_id for t in tagged if t.concept == "Bo"} & {t.photo_id for t in tagged if t.concept == "Mug"}
+    assert {pid for pid, _ in together.citations} == with_both and both < with_both
     for t in suggested:
         c = store.get(t.concept_id)
         text = prompts.ConceptText(c.name, c.category, c.coarse, c.detailed)
