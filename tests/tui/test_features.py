@@ -61,6 +61,49 @@ def test_grid_shows_thumbnails_and_keeps_the_filters(library):
     drive(RRGApp(settings), scenario)
 
 
+def test_grid_pages_through_a_library_larger_than_a_page(library, monkeypatch):
+    import tui.grid
+
+    settings, _ = library
+    for i in range(4):  # 7 photos with the fixture's 3; pages of 3 cells
+        write_jpeg(settings.folders[0] / "more" / f"m{i}.jpg", 20 + i, taken=datetime(2025, 1, 1 + i, 9))
+    monkeypatch.setattr(tui.grid, "PAGE", 3)
+
+    def status(app) -> str:
+        return shown(app, "#library-status")
+
+    async def scenario(pilot):
+        app = pilot.app
+        await pilot.press("r")  # index the new photos
+        await wait_for(pilot, lambda: len(table_rows(app, "#photos")) == 7)
+        order = [int(r[1]) for r in table_rows(app, "#photos")]  # by date, as the grid shows them
+        await pilot.press("g")
+        await settle(pilot)
+        grid = app.screen.query_one(ThumbGrid)
+        assert cell_ids(app) == order[:3] and "grid page 1 of 3" in status(app)
+        await pilot.press("right", "right", "right")  # walks off the first page onto the second
+        await settle(pilot)
+        assert cell_ids(app) == order[3:6] and grid.current_id() == order[3] and "grid page 2 of 3" in status(app)
+        cursor = [c.row["id"] for c in app.screen.query(Cell) if c.has_class("-cursor")]
+        assert cursor == [order[3]]
+        await pilot.press("pagedown")  # the last page holds one photo: the cursor stops on it
+        await settle(pilot)
+        assert cell_ids(app) == order[6:] and grid.current_id() == order[6] and "grid page 3 of 3" in status(app)
+        pictures = [str(c.query_one(".picture", Static).content) for c in app.screen.query(Cell)]
+        assert all(UPPER_HALF in p for p in pictures)  # each page's thumbnails are drawn when it is shown
+        await pilot.press("space", "pageup", "pageup")
+        await settle(pilot)
+        assert cell_ids(app) == order[:3] and grid.current_id() == order[0] and "1 marked" in status(app)
+        app.screen.query_one("#filter", Input).value = "2025"  # the 4 new photos: 2 pages
+        await settle(pilot)
+        assert cell_ids(app) == order[3:6] and "4 of 7 photos" in status(app) and "page 1 of 2" in status(app)
+        await pilot.press("pagedown", "enter")
+        await settle(pilot)
+        assert f"photo {order[6]}" in shown(app, "#meta")
+
+    drive(RRGApp(settings), scenario)
+
+
 def test_watcher_shows_new_photos_and_bad_files_without_a_restart(library):
     settings, _ = library
     root = settings.folders[0]

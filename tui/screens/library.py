@@ -35,9 +35,6 @@ from tui.messages import (
 from tui.views import FILTER_HELP, MODEL_HOWTO, PhotoTags, filter_rows, photo_cells
 
 COLUMNS = ("id", "date", "size", "camera", "path")
-GRID_LIMIT = 240  # cells mounted at most; narrow the filter to see others
-
-
 MAX_COLUMN = 120  # a path wider than this is cut (the Photo screen shows it whole)
 
 
@@ -68,6 +65,7 @@ class LibraryScreen(Screen):
         self.grid_view = False
         self.seen_changes = 0
         self.note = ""  # the last thing teaching said; stays under the counts until the next one
+        self.counts = ""  # "N of M photos, K marked": the first status line
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -122,18 +120,24 @@ class LibraryScreen(Screen):
         status = f"{len(self.shown)} of {len(self.rows)} photos"
         if self.marked:
             status += f", {len(self.marked)} marked (n: teach a concept from them)"
+        self.counts = status
         if self.grid_view:
-            await self.fill_grid()
-            if len(self.shown) > GRID_LIMIT:
-                status += f"; the grid shows the first {GRID_LIMIT}: narrow the filter"
+            await self.query_one(ThumbGrid).fill(self.shown, self.pictures, self.marked)
+        self.show_status()
+
+    def show_status(self) -> None:
+        status = self.counts
+        grid = self.query_one(ThumbGrid)
+        if self.grid_view and grid.pages > 1:
+            status += f"; grid page {(grid.page or 0) + 1} of {grid.pages} (pageup/pagedown)"
         self.query_one("#library-status", Static).update(status + (f"\n{self.note}" if self.note else ""))
 
-    async def fill_grid(self) -> None:
-        rows = self.shown[:GRID_LIMIT]
-        await self.query_one(ThumbGrid).fill(rows, self.pictures, self.marked)
-        missing = [r for r in rows if r["id"] not in self.pictures]
+    @on(ThumbGrid.PageShown)
+    def page_shown(self, event: ThumbGrid.PageShown) -> None:
+        missing = [r for r in event.rows if r["id"] not in self.pictures]
         if missing and getattr(self.app, "image_class", None) is None:
             self.render_thumbs(missing)
+        self.show_status()
 
     @work(thread=True, group="library-thumbs")
     def render_thumbs(self, rows: list[PhotoRow]) -> None:
@@ -184,9 +188,10 @@ class LibraryScreen(Screen):
         if str(pid) in table.rows:
             table.update_cell(str(pid), "mark", MARK if marked else "")
         self.query_one(ThumbGrid).set_marked(pid, marked)
-        self.query_one("#library-status", Static).update(
-            f"{len(self.shown)} of {len(self.rows)} photos, {len(self.marked)} marked (n: teach a concept from them)"
-        )
+        self.counts = f"{len(self.shown)} of {len(self.rows)} photos"
+        if self.marked:
+            self.counts += f", {len(self.marked)} marked (n: teach a concept from them)"
+        self.show_status()
 
     @on(DataTable.RowSelected, "#photos")
     def open_photo(self, event: DataTable.RowSelected) -> None:
