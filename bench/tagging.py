@@ -14,7 +14,8 @@ measured by `bench/runtime.py --size 2b` and `bench/embedders.py` (pass them as 
 --encode-s, --prefill-s, --embed-onnx-s): naive = N x C plain recognition calls; ours = N stage-1
 embeddings + the measured share of photos that reach stage 2, each one call whose thumbnail is already
 encoded (VLM embedder) or encoded then (dedicated ONNX embedder), plus each concept's calibration (its 3
-reference photos and up to 8 photos of other concepts, once).
+reference photos and up to 8 photos of other concepts, once), plus each suggestion's reasoning follow-up
+(--explain-s, from `bench/runtime.py --size 2b`).
 """
 
 from __future__ import annotations
@@ -100,7 +101,9 @@ def make_world_library(dest: Path, n_photos: int, n_concepts: int, seed: int = 0
     return refs, truth
 
 
-def run(n_photos: int, n_concepts: int, model, settings_home: Path, quantile: float, world: bool = False) -> dict:
+def run(
+    n_photos: int, n_concepts: int, model, settings_home: Path, quantile: float, budget: float, world: bool = False
+) -> dict:
     from rrg_local.concepts.embeddings import EmbeddingStore, VLMEmbedder
     from rrg_local.concepts.store import ConceptStore
     from rrg_local.concepts.tagging import TagConfig, Tagger, retrieve
@@ -121,7 +124,7 @@ def run(n_photos: int, n_concepts: int, model, settings_home: Path, quantile: fl
         store.add_photos(concept, [pid[r] for r in rels])
     t = time.perf_counter()
     emb.run_jobs()
-    tagger = Tagger(db, model, emb, TagConfig(background_quantile=quantile))
+    tagger = Tagger(db, model, emb, TagConfig(background_quantile=quantile, stage2_budget=budget))
     report = tagger.run()
     seconds = time.perf_counter() - t
     protos = tagger.prototypes()
@@ -151,7 +154,9 @@ def main() -> None:
     ap.add_argument("--encode-s", type=float, default=None, help="2B: seconds to encode one thumbnail (vision tower)")
     ap.add_argument("--prefill-s", type=float, default=None, help="2B: seconds for one call's prompt, photo cached")
     ap.add_argument("--quantile", type=float, default=0.95, help="TagConfig.background_quantile (0: off)")
+    ap.add_argument("--budget", type=float, default=0.3, help="TagConfig.stage2_budget (0: off)")
     ap.add_argument("--embed-onnx-s", type=float, default=None, help="seconds per photo, dedicated ONNX embedder")
+    ap.add_argument("--explain-s", type=float, default=0.0, help="2B: one tag's reasoning follow-up, prompt cached")
     ap.add_argument("--world", action="store_true", help="the demo world and the shipped demo model (a trained tower)")
     args = ap.parse_args()
 
@@ -174,11 +179,11 @@ def main() -> None:
     rows = []
     for c in (1, 5, 20):
         with tempfile.TemporaryDirectory() as tmp, LlamaVisionModel(llama) as model:
-            r = run(args.photos, c, model, Path(tmp), args.quantile, args.world)
+            r = run(args.photos, c, model, Path(tmp), args.quantile, args.budget, args.world)
         naive = r["photos"] * c
         rows.append((c, r, naive))
 
-    print(f"{label}, {args.photos} photos per library, background quantile {args.quantile}\n")
+    print(f"{label}, {args.photos} photos per library, background quantile {args.quantile}, budget {args.budget}\n")
     head = (
         f"{'C':>3} {'photos':>6} {'stage-2':>7} {'reason':>6} {'calib':>5} {'VLM calls':>9} "
         f"{'naive NxC':>9} {'ours/naive':>10} "
@@ -195,16 +200,22 @@ def main() -> None:
 
     if args.encode_s and args.prefill_s and args.naive_call_s:
         n, c = 10_000, 20
-        share = rows[-1][1]["share_stage2"]
+        last = rows[-1][1]
+        share = last["share_stage2"]
         naive_h = n * c * args.naive_call_s / 3600
         # each concept's own threshold, once: its 3 references and up to MAX_NEGATIVES photos of other concepts
-        calib = c * (3 + MAX_NEGATIVES) * (args.encode_s + args.prefill_s)
-        vlm_h = (n * args.encode_s + n * share * args.prefill_s + calib) / 3600
-        print(f"\nprojection, {n} photos x {c} concepts at 2B size (share reaching stage 2: {share:.2f}):")
+        extra = c * (3 + MAX_NEGATIVES) * (args.encode_s + args.prefill_s)
+        # each suggestion's reasoning follow-up, at the measured share of photos that got one
+        extra += n * last["reasoning"] / last["photos"] * args.explain_s
+        vlm_h = (n * args.encode_s + n * share * args.prefill_s + extra) / 3600
+        print(
+            f"\nprojection, {n} photos x {c} concepts at 2B size (share reaching stage 2: {share:.2f}, "
+            f"reasoning follow-ups: {last['reasoning'] / last['photos']:.2f} per photo at {args.explain_s} s):"
+        )
         print(f"  naive (N x C recognition calls):        {naive_h:10.1f} CPU h   1.00")
         print(f"  ours, VLM embedder for stage 1:          {vlm_h:10.1f} CPU h   {naive_h / vlm_h:.0f}x less")
         if args.embed_onnx_s:
-            onnx_h = (n * args.embed_onnx_s + n * share * (args.encode_s + args.prefill_s) + calib) / 3600
+            onnx_h = (n * args.embed_onnx_s + n * share * (args.encode_s + args.prefill_s) + extra) / 3600
             print(f"  ours, dedicated ONNX embedder:           {onnx_h:10.1f} CPU h   {naive_h / onnx_h:.0f}x less")
 
 

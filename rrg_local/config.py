@@ -46,6 +46,9 @@ class Settings:
     # quantile of its similarity to the whole library (most photos show none of a person's concepts);
     # 0 disables the cut (a library where one concept is in more than a few percent of the photos).
     tag_background_quantile: float = 0.95
+    # ...raised, with many concepts, so that all of them together send at most this share of the library to
+    # stage 2 (each concept: at most budget / concepts); 0 disables the budget.
+    tag_stage2_budget: float = 0.3
     tag_top_k: int = 3  # concepts per photo handed to stage 2
     # Stage 2: "identify" (one listener call per photo among its candidates) or "recognize" (one per candidate).
     tag_stage2: str = "identify"
@@ -70,7 +73,7 @@ class Settings:
 
 
 _EDITABLE = {f.name for f in fields(Settings)} - {"home", "notices"}
-_FRACTIONS = {"tag_background_quantile"}
+_FRACTIONS = {"tag_background_quantile", "tag_stage2_budget"}
 _CHOICES = {"tag_stage2": ("identify", "recognize")}
 
 

@@ -5,13 +5,16 @@ over the Library. The app holds the `Settings` and, when folders are configured,
 (`rrg_local.library.watch`) in a thread worker: whatever it indexes is posted as `LibraryChanged` to
 the screen on show, so new photos and bad files appear without a restart. Every screen reads and
 writes through rrg_local in thread workers and updates itself from the messages in `tui.messages`.
-Never imports torch.
+Every notification is also kept (`RRGApp.notes`) for the Activity screen. Never imports torch.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -32,6 +35,17 @@ from tui.screens.settings import SettingsScreen
 
 SCREENS_BY_KEY = {"1": "library", "2": "concepts", "3": "ask", "4": "activity", "5": "settings"}
 WATCH_GROUP = "watch"
+NOTES_KEPT = 100
+
+
+@dataclass(frozen=True)
+class Note:
+    """One notification, kept after its toast is gone (the Activity screen lists them)."""
+
+    at: str  # HH:MM:SS, local time
+    severity: str
+    title: str
+    message: str
 
 
 class _Stop:
@@ -74,6 +88,12 @@ class RRGApp(App):
         self.watch_ready = threading.Event()
         self.library_changes = 0  # screens not shown when the watcher reported load again on show
         self.auto_tagging = False  # a background pass over newly arrived photos is running
+        self.notes: deque[Note] = deque(maxlen=NOTES_KEPT)  # every notification, newest last
+
+    def notify(self, message: str, *, title: str = "", severity="information", timeout=None, markup=True) -> None:
+        """A toast, as Textual shows it, and a `Note` kept for the Activity screen (toasts vanish)."""
+        self.notes.append(Note(datetime.now().strftime("%H:%M:%S"), str(severity), title, message))
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def on_mount(self) -> None:
         self.sub_title = str(self.settings.home)

@@ -41,6 +41,9 @@ class TagConfig:
     # ...and at least this quantile of the concept's similarity to the rest of the library (most photos show
     # none of a person's concepts): bounds how many photos each concept sends to stage 2. 0 disables.
     background_quantile: float = 0.95
+    # ...raised so that C concepts together send at most this share of the library to stage 2 (`concept_quantile`):
+    # with 20 concepts at 0.95 each, up to 1 - 0.95^20 = 64% of the photos would reach stage 2. 0 disables.
+    stage2_budget: float = 0.3
     stage2_default: float = 0.5
     # Each concept's stage-2 threshold from its own photos (`calibration`) until a person's verdicts calibrate it.
     calibrate: bool = True
@@ -52,6 +55,7 @@ def tag_config(settings) -> TagConfig:
     return TagConfig(
         top_k=max(1, settings.tag_top_k),
         background_quantile=settings.tag_background_quantile,
+        stage2_budget=settings.tag_stage2_budget,
         stage2=settings.tag_stage2,
     )
 
@@ -140,6 +144,20 @@ def background_threshold(vectors: np.ndarray, library: np.ndarray, quantile: flo
     return float(np.quantile(best, quantile))
 
 
+def concept_quantile(config: TagConfig, n_concepts: int) -> float:
+    """Each concept's background quantile: the configured one, raised so that `n_concepts` concepts together
+    send at most `stage2_budget` of the library to stage 2 (each one its share of it) (pure).
+
+    >>> [concept_quantile(TagConfig(background_quantile=0.95, stage2_budget=0.3), c) for c in (1, 6, 20)]
+    [0.95, 0.95, 0.985]
+    >>> concept_quantile(TagConfig(background_quantile=0.0, stage2_budget=0.0), 20)
+    0.0
+    """
+    if config.stage2_budget <= 0 or n_concepts <= 0:
+        return config.background_quantile
+    return round(max(config.background_quantile, 1 - config.stage2_budget / n_concepts), 6)
+
+
 def retrieve(vector: np.ndarray, protos: Sequence[Prototype], k: int) -> list[tuple[Prototype, float]]:
     """The top-k concepts whose best similarity clears their own threshold, best first (pure)."""
     hits = []
@@ -198,13 +216,15 @@ class Tagger:
     def prototypes(self) -> list[Prototype]:
         protos = []
         lib_ids, lib = self.emb.all_vectors()
-        for c in self.store.all():
+        concepts = self.store.all()
+        quantile = concept_quantile(self.config, len(concepts))
+        for c in concepts:
             pos = sorted(self.store.positives(c))
             vectors = np.stack([self.emb.get(p) for p in pos]) if pos else np.zeros((0, 0), dtype=np.float32)
             threshold = stage1_threshold(vectors, self.config)
             if len(lib_ids) >= 50:  # enough of a library to say what "background" looks like
                 others = np.array([i not in set(pos) for i in lib_ids])
-                background = background_threshold(vectors, lib[others], self.config.background_quantile)
+                background = background_threshold(vectors, lib[others], quantile)
                 threshold = max(threshold, background)
             protos.append(Prototype(c, vectors, threshold, frozenset(pos)))
         return protos

@@ -27,8 +27,10 @@ MODEL_NAME = "rrg-demo"
 PET_NAMES = ("Bo", "Mila", "Pip", "Rex", "Lulu", "Ziggy", "Otto", "Nori", "Kiki", "Juno", "Fig", "Dot")
 LIBRARY = {"seed": 0, "n_concepts": 6, "photos_per_concept": 10, "n_distractor_photos": 60, "size": 224}
 # The demo library is dense in concepts (each look-alike pair is in a sixth of it), so stage 1's background
-# cut, meant for libraries where a concept is in a few percent of the photos, is off (config.toml knob).
+# cut and its stage-2 budget, meant for libraries where a concept is in a few percent of the photos, are off
+# (config.toml knobs).
 TAG_BACKGROUND_QUANTILE = 0.0
+TAG_STAGE2_BUDGET = 0.0
 # Stage 1 max-pools the demo tower's tokens: on the demo library a photo's 3 nearest photos held one of the same
 # object 82% of the time (nearest: 53%), so stage 2 sees the top 3 concepts.
 TAG_TOP_K = 3
@@ -76,6 +78,7 @@ def demo_settings(settings: Settings) -> Settings:
         home=home,
         folders=(home / "library",),
         tag_background_quantile=TAG_BACKGROUND_QUANTILE,
+        tag_stage2_budget=TAG_STAGE2_BUDGET,
         tag_top_k=TAG_TOP_K,
         tag_stage2=TAG_STAGE2,
     )

@@ -179,9 +179,19 @@ def test_bad_config_shows_a_notice_and_the_app_starts(library, rrg_home):
     assert settings.notices
 
     async def scenario(pilot):
-        notes = [n.message for n in pilot.app._notifications]
+        notes = [n.message for n in pilot.app.notes]
         assert any("config" in n and "using defaults" in n for n in notes)
         assert len(table_rows(pilot.app, "#photos")) == 3  # same home, so the same library
+        await pilot.press("4")  # the toast goes; the Activity screen still lists it, newest first
+        await settle(pilot)
+        rows = table_rows(pilot.app, "#notes")
+        assert (
+            rows and rows[0][1] == "warning" and rows[0][2].startswith("settings: ") and "using defaults" in rows[0][2]
+        )
+        pilot.app.notify("later news")
+        await pilot.press("r", "1", "4")
+        await settle(pilot)
+        assert table_rows(pilot.app, "#notes")[0][1:] == ["information", "later news"]
 
     drive(RRGApp(settings), scenario)
 

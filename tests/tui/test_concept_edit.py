@@ -103,7 +103,7 @@ def test_duplicate_name_is_refused(library, db):
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(pilot.app.screen, ConceptsScreen)
-        notes = [n.message for n in pilot.app._notifications]
+        notes = [n.message for n in pilot.app.notes]
         assert any("not saved" in n and "already exists" in n for n in notes), notes
         assert [r[:2] for r in table_rows(pilot.app, "#concepts")] == [["Bo", "dog"], ["Mug", "mug"]]
 

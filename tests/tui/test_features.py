@@ -140,7 +140,7 @@ def test_teach_a_concept_from_marked_photos_without_a_model(library, db):
         await pilot.press(*"Rex", "enter", *"dog", "enter")
         await settle(pilot)
         assert "<Rex> created from 2 photos" in shown(app, "#library-status")
-        notes = "\n".join(n.message for n in app._notifications)
+        notes = "\n".join(n.message for n in app.notes)
         assert "rrg model add" in notes and "rrg model pull" in notes
         assert [r[0] for r in table_rows(app, "#photos")] == ["", "", ""]  # marks cleared
 
@@ -167,7 +167,7 @@ def test_teach_cancel_and_duplicate_name(library, db):
         await pilot.pause()
         await pilot.press(*"bo", "enter", *"dog", "enter")
         await settle(pilot)
-        assert any("not created" in n.message and "exists" in n.message for n in pilot.app._notifications)
+        assert any("not created" in n.message and "exists" in n.message for n in pilot.app.notes)
 
     drive(RRGApp(settings), scenario)
     assert [c.name for c in ConceptStore(db).all()] == ["Bo"]

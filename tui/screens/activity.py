@@ -1,4 +1,5 @@
-"""Activity screen: the model in use, the index's counts (`query.status`), tagging, and bad files.
+"""Activity screen: the model in use, the index's counts (`query.status`), tagging, bad files, and the
+recent notifications (`RRGApp.notes`: a toast that vanished can be read here).
 
 Loads in a thread worker each time it is shown and whenever the watcher reports (`ActivityLoaded`);
 `r` loads again. `t` embeds and tags what is waiting (`tui.tasks.tag_library`) in a worker whose
@@ -49,6 +50,9 @@ class ActivityScreen(Screen):
     ActivityScreen #counts { height: auto; padding: 1 1 0 1; }
     ActivityScreen #tag-progress { padding: 0 1; }
     ActivityScreen #tag-status { height: auto; padding: 0 1 1 1; }
+    ActivityScreen #errors { height: 1fr; }
+    ActivityScreen #notes-title { padding: 1 1 0 1; }
+    ActivityScreen #notes { height: 1fr; }
     """
 
     def __init__(self) -> None:
@@ -62,15 +66,27 @@ class ActivityScreen(Screen):
         yield ProgressBar(id="tag-progress", show_eta=False)
         yield Static("t: tag the photos waiting for it", id="tag-status")
         yield DataTable(id="errors", cursor_type="row")
+        yield Static("recent messages", id="notes-title")
+        yield DataTable(id="notes", cursor_type="row")
         yield Footer()
 
     def on_mount(self) -> None:
         self.title = "Activity"
-        self.query_one(DataTable).add_columns("path", "kind", "reason", "at")
+        self.query_one("#errors", DataTable).add_columns("path", "kind", "reason", "at")
+        self.query_one("#notes", DataTable).add_columns("at", "kind", "message")
 
     def on_screen_resume(self) -> None:
-        self.query_one(DataTable).focus()
+        self.query_one("#errors", DataTable).focus()
         self.load()
+        self.show_notes()
+
+    def show_notes(self) -> None:
+        """The app's kept notifications, newest first, one line each."""
+        table = self.query_one("#notes", DataTable)
+        table.clear()
+        for n in reversed(getattr(self.app, "notes", ())):
+            text = (f"{n.title}: {n.message}" if n.title else n.message).replace("\n", " ")
+            table.add_row(n.at, n.severity, text[:200])
 
     def on_library_changed(self, message: LibraryChanged) -> None:
         self.load()
@@ -88,7 +104,7 @@ class ActivityScreen(Screen):
     def on_activity_loaded(self, message: ActivityLoaded) -> None:
         self.query_one("#model", Static).update(message.model)
         self.query_one("#counts", Static).update(status_text(message.counts))
-        table = self.query_one(DataTable)
+        table = self.query_one("#errors", DataTable)
         table.clear()
         for e in message.errors:
             table.add_row(e["path"], e["kind"], e["reason"], e["at"])
@@ -127,3 +143,4 @@ class ActivityScreen(Screen):
         self.notify(message.summary, title="tagging", severity="error" if message.failed else "information")
         self.app.library_changes += 1  # the Library's tag filters load again on show
         self.load()
+        self.show_notes()

@@ -57,7 +57,7 @@ def parse_form(settings: Settings, folders_text: str, numbers: dict[str, str]) -
             value = -1
         if value < 0:
             raise ValueError(f"{name}: must be a number >= 0")
-        if name.endswith("quantile") and value > 1:
+        if name in ("tag_background_quantile", "tag_stage2_budget") and value > 1:
             raise ValueError(f"{name}: must be between 0 and 1")
         changes[name] = value
     return replace(settings, **changes)

@@ -204,3 +204,37 @@ def test_photo_questions_take_a_persons_word_before_the_model(db, indexed, store
     shutil.copy(library / "refs/bo0.jpg", outside)
     fresh = asker.ask("Is <Bo> in this photo?", photo=ImageRef(outside))
     assert fresh.vlm_calls == 2 and "P(yes) = " in fresh.text
+
+
+def test_stage2_budget_bounds_the_photos_sent_to_stage_2(db, settings, stores, model, tmp_path):
+    import numpy as np
+
+    from rrg_local.concepts.tagging import background_threshold, concept_quantile, stage1_threshold
+    from rrg_local.library.scan import Scanner
+    from tests.conftest import write_jpeg
+
+    store, emb = stores
+    lib = tmp_path / "big"
+    for i in range(64):
+        write_jpeg(lib / f"p{i:02d}.jpg", 500 + i)
+    Scanner(db, settings).scan([lib])
+    ids = [r[0] for r in db.execute("SELECT id FROM photos ORDER BY id")]
+    for c in range(4):
+        store.add_photos(store.add(f"c{c}", "thing"), ids[2 * c : 2 * c + 2])
+    emb.run_jobs()
+    n = len(ids)
+    lib_ids, vectors = emb.all_vectors()
+    sent = {}
+    for budget in (0.0, 0.1):
+        config = TagConfig(background_quantile=0.5, stage2_budget=budget, stage1_default=-1.0, stage1_margin=1.0)
+        tagger = Tagger(db, model, emb, config)
+        q = concept_quantile(config, 4)
+        assert q == (0.5 if budget == 0 else 0.975)
+        for p in tagger.prototypes():  # each concept's cut: its references' own, or the quantile, the higher
+            others = np.array([i not in p.positives for i in lib_ids])
+            expected = max(stage1_threshold(p.vectors, config), background_threshold(p.vectors, vectors[others], q))
+            assert p.threshold == pytest.approx(expected)
+        Jobs(db).enqueue(ids, "tag", again=True)
+        sent[budget] = tagger.run().stage1_candidates
+    # Each concept passes about (1 - q) of the other photos (its own 2 always): 4 x 3% of 64 + 8 own at most.
+    assert sent[0.1] <= 4 * (np.ceil(0.025 * (n - 2)) + 2) < sent[0.0]
