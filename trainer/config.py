@@ -54,6 +54,10 @@ class TrainConfig:
     reward: str = field(default="contrastive", metadata={"help": "game reward: contrastive or binary"})
     format_weight: float = field(default=1.0, metadata={"help": "weight of the <coarse>/<detailed> format reward"})
     length_weight: float = field(default=1.0, metadata={"help": "weight of the length penalty"})
+    detailed_min_words: int = field(
+        default=20,
+        metadata={"help": "words the detailed description needs before the length penalty stops (paper: 20)"},
+    )
     save_every: int = field(default=50, metadata={"help": "checkpoint every N steps (and always at the end)"})
     device: str = field(
         default="auto",
@@ -66,7 +70,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.reward not in ("contrastive", "binary"):
             raise ConfigError(f"reward must be 'contrastive' or 'binary', not {self.reward!r}")
-        for key in ("K", "group_size", "targets_per_step", "steps", "save_every", "max_new_tokens", "lora_r"):
+        for key in ("K", "group_size", "targets_per_step", "steps", "save_every", "max_new_tokens", "lora_r",
+                    "detailed_min_words"):  # fmt: skip
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, not {getattr(self, key)}")
         if self.K < 2:

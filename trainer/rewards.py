@@ -68,12 +68,16 @@ def count_sentences(text: str) -> int:
     return ends + (0 if _SENTENCE_END.search(text[-1] + " ") else 1)
 
 
-def length_penalty(completions: Sequence[Any], **_: Any) -> list[float]:
+def length_penalty(
+    completions: Sequence[Any], *, detailed_min_words: int = DETAILED_MIN_WORDS, **_: Any
+) -> list[float]:
     """0 when coarse has 6-8 words and detailed is one sentence of 20+ words; negative otherwise.
 
     The penalty is the sum of three relative deviations: words outside the coarse range divided by its lower
     bound, missing detailed words divided by 20, and |sentences - 1| in the detailed part. A missing part
-    counts as empty (0 words, 0 sentences): -(1 + 1 + 1) = -3 for no tags at all.
+    counts as empty (0 words, 0 sentences): -(1 + 1 + 1) = -3 for no tags at all. `detailed_min_words`
+    replaces the paper's 20 for a world whose complete descriptions are shorter: a minimum above what there
+    is to say is paid for with padding (the demo speaker learned to append "on the street").
 
     >>> long = "The mug " + "is very red " * 6 + "today."
     >>> length_penalty([f"<coarse>A photo of a red mug</coarse><detailed>{long}</detailed>"])
@@ -82,6 +86,9 @@ def length_penalty(completions: Sequence[Any], **_: Any) -> list[float]:
     [-1.3]
     >>> length_penalty(["no tags"])
     [-3.0]
+    >>> length_penalty(["<coarse>A photo of a red mug</coarse><detailed>The mug is red.</detailed>"],
+    ...                detailed_min_words=4)
+    [0.0]
     """
     low, high = COARSE_WORDS
     out = []
@@ -89,7 +96,7 @@ def length_penalty(completions: Sequence[Any], **_: Any) -> list[float]:
         coarse, detailed = parse_description(text_of(completion))
         n_coarse = len(coarse.split())
         coarse_dev = max(0, low - n_coarse, n_coarse - high) / low
-        detailed_dev = max(0, DETAILED_MIN_WORDS - len(detailed.split())) / DETAILED_MIN_WORDS
+        detailed_dev = max(0, detailed_min_words - len(detailed.split())) / detailed_min_words
         sentence_dev = abs(count_sentences(detailed) - 1)
         out.append(-round(coarse_dev + detailed_dev + sentence_dev, 4) + 0.0)
     return out

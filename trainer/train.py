@@ -189,6 +189,7 @@ def play_step(session: Session, games: Sequence[Game]) -> dict[str, float]:
     gcfg = grpo_config(cfg)
     game_fn = contrastive_reward if cfg.reward == "contrastive" else binary_reward
     shape_fn = combine((format_reward, cfg.format_weight), (length_penalty, cfg.length_weight))
+    shape_columns = {"detailed_min_words": cfg.detailed_min_words}
     times = {"t_sample": 0.0, "t_listener": 0.0}
     rollouts, rewards, game_rewards, formats, hits, lengths = [], [], [], [], [], []
     trained = model if session.wrapped is None else session.wrapped
@@ -210,7 +211,7 @@ def play_step(session: Session, games: Sequence[Game]) -> dict[str, float]:
         ]
         times["t_listener"] += time.perf_counter() - start
         played = [game_fn(p, game.answer) for p in probs]
-        shaped = shape_fn(texts)
+        shaped = shape_fn(texts, **shape_columns)
         rollouts.append(rollout)
         rewards.append([g + s for g, s in zip(played, shaped, strict=True)])
         game_rewards += played

@@ -74,3 +74,17 @@ def test_combine_weights_and_passes_columns():
         rewards.combine((lambda completions, **_: [1.0], 1.0))([GOOD, GOOD])
     with pytest.raises(ValueError):
         rewards.combine()
+
+
+def test_length_penalty_minimum_follows_the_config():
+    from trainer.config import ConfigError, TrainConfig
+
+    short = "<coarse>A photo of a red mug.</coarse><detailed>The red mug has blue stripes and a star mark.</detailed>"
+    assert rewards.length_penalty([short]) == [pytest.approx(-10 / 20)]  # 10 words of the paper's 20
+    assert rewards.length_penalty([short], detailed_min_words=13) == [pytest.approx(-3 / 13, abs=1e-4)]
+    assert rewards.length_penalty([short], detailed_min_words=10) == [0.0]
+    shaped = rewards.combine((rewards.format_reward, 1.0), (rewards.length_penalty, 1.0))
+    assert shaped([short], detailed_min_words=10) == [1.0]  # the trainer passes it as a column
+    assert TrainConfig(detailed_min_words=13).detailed_min_words == 13
+    with pytest.raises(ConfigError, match="detailed_min_words"):
+        TrainConfig(detailed_min_words=0)

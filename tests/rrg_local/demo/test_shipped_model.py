@@ -44,6 +44,16 @@ def test_manifest_records_the_build_and_fits_the_budget(shipped):
     assert m["versions"]["torch"] and m["versions"]["transformers"]
 
 
+def test_the_shipped_build_is_what_the_build_command_makes_now(shipped):
+    """`rrg-train demo-model` with its defaults must rebuild the shipped model: the configs may not drift."""
+    import json
+    from dataclasses import asdict
+
+    from trainer.demo_build import BuildConfig
+
+    assert shipped.manifest["build"]["config"] == json.loads(json.dumps(asdict(BuildConfig())))
+
+
 def photo(tmp_path, concept, seed, name="p.jpg"):
     img, truth = render_photo([concept], "grass", random.Random(seed), 224)
     path = tmp_path / name
