@@ -51,7 +51,7 @@ class BuildConfig:
     bench_photos: int = 5
     rrg: dict[str, Any] = field(
         default_factory=lambda: {
-            "steps": 150,
+            "steps": 300,  # vs 150 on held-out validation concepts (seed 8, 432 games): +13.7 vs +11.4 points
             "targets_per_step": 2,
             "group_size": 4,
             "K": 3,
