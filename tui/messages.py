@@ -39,10 +39,12 @@ class ThumbsRendered(Message):
 
 
 @dataclass
-class LibraryChanged(Message):
-    """The watcher indexed something (`what`: scan, change, move, rescan). The app hands it to the screens."""
+class LibraryChanged(Message, bubble=False):
+    """The watcher indexed something (`what`: scan, change, move, rescan). The app hands it to the screens.
 
-    bubble = False  # a screen's copy must not come back to the app
+    `bubble=False` goes in the class statement: Textual sets `bubble` from it when the class is made, over any
+    `bubble = False` in the body. Bubbling, a screen's copy came back to the app, which handed it to the
+    screens again: an endless reload loop whenever the watcher reported."""
     what: str
     counts: dict[str, int]
     errors: list[str] = field(default_factory=list)

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from PIL import Image
 from textual.widgets import DataTable, Input, Static
-from textual.worker import WorkerCancelled
+from textual.worker import WorkerCancelled, WorkerState
 
 from rrg_local.concepts.store import ConceptStore
 from tests.conftest import write_jpeg
@@ -32,16 +32,26 @@ def drive(app: RRGApp, scenario) -> None:
     asyncio.run(main())
 
 
-async def settle(pilot) -> None:
-    """Let thread workers finish and their messages be handled (the watcher never finishes: not waited for)."""
-    for _ in range(3):
-        busy = [w for w in pilot.app.workers if w.group != WATCH_GROUP and not w.is_finished]
+RUNNING = (WorkerState.PENDING, WorkerState.RUNNING)  # a cancelled thread may still run; its result is dropped
+
+
+async def settle(pilot, quiet_rounds: int = 3) -> None:
+    """Let thread workers finish and their messages be handled (the watcher never finishes: not waited for):
+    until `quiet_rounds` rounds in a row found no worker running. A message handled late can start another
+    worker (a scan's end starts a load), so a fixed number of rounds could return before it ran (seen once
+    under a busy CI: the status still said "scanning")."""
+    quiet = 0
+    for _ in range(200):
+        busy = [w for w in pilot.app.workers if w.group != WATCH_GROUP and w.state in RUNNING]
         for worker in busy:
             try:
                 await worker.wait()
             except WorkerCancelled:  # an exclusive worker replaced by a newer one
                 pass
         await pilot.pause()
+        quiet = 0 if busy else quiet + 1
+        if quiet >= quiet_rounds:
+            return
 
 
 def screenshot(app: RRGApp, name: str) -> None:
@@ -267,3 +277,21 @@ def test_command_palette_switches_screens_and_ctrl_c_quits(library):
         assert pilot.app._exit
 
     drive(RRGApp(settings), scenario)
+
+
+def test_a_watcher_report_reaches_the_app_once(library):
+    """The screens' copies of `LibraryChanged` must not bubble back to the app (it hands them out again)."""
+    from tui.messages import LibraryChanged
+
+    settings, _ = library
+
+    async def scenario(pilot):
+        await settle(pilot)
+        before = pilot.app.library_changes
+        pilot.app.post_message(LibraryChanged("scan", {"new_photos": 0, "missing": 1}, []))
+        await settle(pilot)
+        await pilot.pause(0.3)
+        assert pilot.app.library_changes == before + 1
+        assert len(table_rows(pilot.app, "#photos")) == 3
+
+    drive(RRGApp(settings, watch=False), scenario)
