@@ -50,6 +50,7 @@ def _concept(store, name: str):
 
 def resolve_photos(db, settings, refs: tuple[str, ...]) -> list[int]:
     """Photo ids from ids or paths; a path not yet in the index is indexed first."""
+    from rrg_local.library.query import photo_at
     from rrg_local.library.scan import Scanner
 
     ids = []
@@ -57,16 +58,15 @@ def resolve_photos(db, settings, refs: tuple[str, ...]) -> list[int]:
         if ref.isdigit() and db.execute("SELECT 1 FROM photos WHERE id = ?", [int(ref)]).fetchone():
             ids.append(int(ref))
             continue
-        raw = os.fsencode(os.path.abspath(ref))
-        row = db.execute("SELECT photo_id FROM paths WHERE raw = ? AND missing = 0", [raw]).fetchone()
-        if row is None:
-            report = Scanner(db, settings).scan_paths([raw])
+        pid = photo_at(db, ref)
+        if pid is None:
+            report = Scanner(db, settings).scan_paths([os.fsencode(os.path.abspath(ref))])
             if report.errors:
                 _fail(f"{ref}: {report.errors[0].reason}")
-            row = db.execute("SELECT photo_id FROM paths WHERE raw = ? AND missing = 0", [raw]).fetchone()
-        if row is None:
+            pid = photo_at(db, ref)
+        if pid is None:
             _fail(f"{ref}: not a photo id or an image file")
-        ids.append(row[0])
+        ids.append(pid)
     return ids
 
 

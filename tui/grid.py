@@ -103,9 +103,9 @@ class ThumbGrid(ScrollableContainer, can_focus=True):
             self.photo_id = photo_id
 
     class PageShown(Message):
-        def __init__(self, page: int, pages: int, rows: list[PhotoRow]) -> None:
+        def __init__(self, rows: list[PhotoRow]) -> None:
             super().__init__()
-            self.page, self.pages, self.rows = page, pages, rows
+            self.rows = rows  # the page's rows; `ThumbGrid.page` and `.pages` say which page of how many
 
     def __init__(self, thumbs_dir: Path, *, id: str | None = None, image_class: type | None = None) -> None:
         super().__init__(id=id)
@@ -153,7 +153,7 @@ class ThumbGrid(ScrollableContainer, can_focus=True):
                 )
                 for r in rows
             )
-            self.post_message(self.PageShown(page, self.pages, rows))
+            self.post_message(self.PageShown(rows))
         self.call_after_refresh(self._show_cursor)
 
     def current_id(self) -> int | None:

@@ -45,6 +45,7 @@ class LibraryChanged(Message, bubble=False):
     `bubble=False` goes in the class statement: Textual sets `bubble` from it when the class is made, over any
     `bubble = False` in the body. Bubbling, a screen's copy came back to the app, which handed it to the
     screens again: an endless reload loop whenever the watcher reported."""
+
     what: str
     counts: dict[str, int]
     errors: list[str] = field(default_factory=list)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from rrg_local.concepts.embeddings import EmbeddingStore
 from rrg_local.concepts.store import Concept, ConceptStore, Tag
+from rrg_local.library.query import photo_at
 from rrg_local.vlm import answers, prompts, tasks
 from rrg_local.vlm.protocol import ImageRef, Message, OnText, VisionModel
 
@@ -132,7 +133,7 @@ class Asker:
             if self.model is None:
                 raise ValueError("questions about a photo need a model (rrg model add ...)")
             if photo_id is None and isinstance(photo.source, (str, Path)):
-                photo_id = self.store.photo_at(photo.source)
+                photo_id = photo_at(self.store.db, photo.source)
             return self._about_photo(question, photo, photo_id, r, mentioned, on_text)
         if not mentioned:
             known = ", ".join(f"<{n}>" for n in concepts) or "none yet (rrg concept add)"

@@ -10,7 +10,6 @@ makes the photo a hard negative: both are what the trainer reads. A change to wh
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -296,12 +295,6 @@ class ConceptStore:
         ).fetchone()
         tags = self.tags(concept, statuses=("suggested", "confirmed", "rejected"), photo_id=photo_id)
         return (row[0] if row else None), (tags[0] if tags else None)
-
-    def photo_at(self, path) -> int | None:
-        """The indexed photo at this file path (as given, made absolute), or None."""
-        raw = os.fsencode(os.path.abspath(path))
-        row = self.conn.execute("SELECT photo_id FROM paths WHERE raw = ? AND missing = 0", [raw]).fetchone()
-        return row[0] if row else None
 
     def verdicts(self, concept: Concept) -> tuple[list[float], list[float]]:
         """Stage-2 scores of the suggestions a person confirmed and rejected (for calibration)."""

@@ -1,4 +1,5 @@
-"""Read-only queries over the index: status counts, photo listings by date and folder, the error list.
+"""Read-only queries over the index: status counts, photo listings by date and folder, the photo at a path,
+the error list.
 
 The CLI and the TUI call these; they never write. `date_range()` is pure and turns what a person types
 ("2024", "2024-06", "2024-06-03") into half-open ISO bounds that the `photos_taken_at` index serves.
@@ -116,6 +117,13 @@ def list_photos(
         sql += f" LIMIT {int(limit)}"
     cols = list(PhotoRow.__annotations__)
     return [PhotoRow(**dict(zip(cols, row, strict=True))) for row in db.execute(sql, params).fetchall()]
+
+
+def photo_at(db: sqlite_utils.Database, path: str | os.PathLike) -> int | None:
+    """The indexed photo at this file path (made absolute, compared byte for byte), or None."""
+    raw = os.fsencode(os.path.abspath(path))
+    row = db.execute("SELECT photo_id FROM paths WHERE raw = ? AND missing = 0", [raw]).fetchone()
+    return row[0] if row else None
 
 
 def phashes(db: sqlite_utils.Database) -> list[tuple[int, str]]:

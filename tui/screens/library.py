@@ -65,7 +65,6 @@ class LibraryScreen(Screen):
         self.grid_view = False
         self.seen_changes = 0
         self.note = ""  # the last thing teaching said; stays under the counts until the next one
-        self.counts = ""  # "N of M photos, K marked": the first status line
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -117,16 +116,15 @@ class LibraryScreen(Screen):
             table.add_column(name, key=name, width=min(widest, MAX_COLUMN))
         for row, row_cells in zip(self.shown, cells, strict=True):
             table.add_row(MARK if row["id"] in self.marked else "", *row_cells, key=str(row["id"]))
-        status = f"{len(self.shown)} of {len(self.rows)} photos"
-        if self.marked:
-            status += f", {len(self.marked)} marked (n: teach a concept from them)"
-        self.counts = status
         if self.grid_view:
             await self.query_one(ThumbGrid).fill(self.shown, self.pictures, self.marked)
         self.show_status()
 
     def show_status(self) -> None:
-        status = self.counts
+        """The counts, marks and grid page, then the last teaching note."""
+        status = f"{len(self.shown)} of {len(self.rows)} photos"
+        if self.marked:
+            status += f", {len(self.marked)} marked (n: teach a concept from them)"
         grid = self.query_one(ThumbGrid)
         if self.grid_view and grid.pages > 1:
             status += f"; grid page {(grid.page or 0) + 1} of {grid.pages} (pageup/pagedown)"
@@ -188,9 +186,6 @@ class LibraryScreen(Screen):
         if str(pid) in table.rows:
             table.update_cell(str(pid), "mark", MARK if marked else "")
         self.query_one(ThumbGrid).set_marked(pid, marked)
-        self.counts = f"{len(self.shown)} of {len(self.rows)} photos"
-        if self.marked:
-            self.counts += f", {len(self.marked)} marked (n: teach a concept from them)"
         self.show_status()
 
     @on(DataTable.RowSelected, "#photos")
