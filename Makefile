@@ -15,7 +15,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 $(VENV)/.base: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
-	$(PIP) -e '.[vlm,tui]'
+	$(PIP) -e '.[vlm,tui,embed]'
 	touch $@
 
 # torch first, pinned: a bare `torch` requirement would pull a multi-GB CUDA build.

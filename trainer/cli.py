@@ -75,6 +75,24 @@ def demo_model_cmd(out: Path, ship: bool, overrides: tuple[str, ...]) -> None:
         click.echo(f"shipped\t{demo_build.ship(out)}")
 
 
+@main.command("demo-embedder")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="The build folder.")
+@click.option("--ship", is_flag=True, help="Copy the result into rrg_local/demo/embedder with its manifest.")
+@click.option("--steps", type=int, default=None, help="Training steps (default: the shipped build's).")
+def demo_embedder_cmd(out: Path, ship: bool, steps: int | None) -> None:
+    """Build the demo's stage-1 embedder: a CNN trained on the demo world, exported to ONNX (seeded)."""
+    from dataclasses import replace
+
+    from trainer import demo_embedder
+
+    config = demo_embedder.EmbedderConfig()
+    config = replace(config, steps=steps) if steps is not None else config
+    manifest = demo_embedder.build(config, out, log=lambda line: click.echo(line, err=True))
+    click.echo(f"held-out accuracy\t{manifest['held_out_accuracy']}")
+    if ship:
+        click.echo(f"shipped\t{demo_embedder.ship(out)}")
+
+
 @main.command("export")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--quant", multiple=True, default=("Q4_K_M",), show_default=True, help="Text quantizations (repeat).")

@@ -3,7 +3,9 @@
 `route()` and `find_concepts()` are pure. Questions about one photo go to the listener with the
 mentioned concepts' names and descriptions in context ("Is Bo in this photo?" is a recognition with its
 probability, squared with an auto-tag suggestion; for a library photo a person already judged, a reference,
-a confirmed or a rejected one, their word is the answer and the model is not asked). Questions about the
+a confirmed or a rejected one, their word is the answer and the model is not asked; otherwise P(Yes) is read
+against the concept's own cut, `calibration.recognition_threshold`, since a listener's P(Yes) need not center
+on one half). Questions about the
 library ("Show me Bo at the beach", "When did I last see my blue mug?", "Photos of Bo and grandma
 together") are answered from tags and capture dates; only a scene condition costs VLM calls, on at most
 `max_checks` photos. Every answer cites the photos it rests on and says when it is unsure (unconfirmed
@@ -17,13 +19,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rrg_local.concepts.calibration import recognition_threshold
 from rrg_local.concepts.embeddings import EmbeddingStore
 from rrg_local.concepts.store import Concept, ConceptStore, Tag
 from rrg_local.library.query import photo_at
 from rrg_local.vlm import answers, prompts, tasks
 from rrg_local.vlm.protocol import ImageRef, Message, OnText, VisionModel
 
-UNSURE = (0.35, 0.65)
+UNSURE = 0.3  # a P(Yes) within this share of the way from the concept's cut to 0 or to 1 is "probably"
 # What a person said about a photo answers "Is Bo in this photo?" without asking the model.
 KNOWN = {
     "reference": (True, "this is one of <{name}>'s reference photos"),
@@ -99,6 +102,15 @@ def route(question: str, names: Sequence[str], *, has_photo: bool) -> Route:
     )
 
 
+def unsure(p_yes: float, cut: float) -> bool:
+    """Whether P(Yes) is too near the concept's cut to say plainly: within `UNSURE` of the way to 0 or to 1 (pure).
+
+    >>> unsure(0.6, 0.5), unsure(0.7, 0.5), unsure(0.3, 0.35), unsure(0.2, 0.35)
+    (True, False, True, False)
+    """
+    return cut - UNSURE * cut < p_yes < cut + UNSURE * (1 - cut)
+
+
 def _text(c: Concept) -> prompts.ConceptText:
     return prompts.ConceptText(c.name, c.category, c.coarse, c.detailed)
 
@@ -160,23 +172,24 @@ class Asker:
         return Answer(text, vlm_calls=1)
 
     def _look(self, photo: ImageRef, c: Concept, tag: Tag | None) -> tuple[str, bool]:
-        """The listener's recognition of `c` in the photo and its reason, squared with an auto-tag suggestion."""
+        """The listener's recognition of `c` in the photo against the concept's own cut, and its reason, squared
+        with an auto-tag suggestion."""
         msgs = prompts.recognition(photo, _text(c))
         rec = answers.parse_recognition(self.model.run(msgs, answers.recognition_script(reasoning=False)))
-        why = tasks.explain(self.model, msgs, "Yes" if rec.answer else "No")
-        doubt = UNSURE[0] < rec.p_yes < UNSURE[1]
-        verdict = ("probably " if doubt else "") + ("yes" if rec.answer else "no")
+        cut = recognition_threshold(self.store, c)
+        yes = rec.p_yes >= cut
+        why = tasks.explain(self.model, msgs, "Yes" if yes else "No")
+        doubt = unsure(rec.p_yes, cut)
+        verdict = ("probably " if doubt else "") + ("yes" if yes else "no")
+        p = f"P(yes) = {rec.p_yes:.2f}, <{c.name}>'s cut {cut:.2f}"
         if tag is not None and tag.status == "suggested":
             score = f"score {tag.score:.2f}, " if tag.score is not None else ""
             suggested = f"auto-tagging suggested <{c.name}> here ({score}not confirmed: rrg review)"
-            if not rec.answer:  # the two disagree: say both
-                return (
-                    f"<{c.name}>: not sure: {suggested}, but asked directly the model says no "
-                    f"(P(yes) = {rec.p_yes:.2f}). {why}".strip(),
-                    True,
-                )
-            return f"<{c.name}>: {verdict} (P(yes) = {rec.p_yes:.2f}; {suggested}). {why}".strip(), doubt
-        return f"<{c.name}>: {verdict} (P(yes) = {rec.p_yes:.2f}). {why}".strip(), doubt
+            if not yes:  # the two disagree: say both
+                said = f"<{c.name}>: not sure: {suggested}, but asked directly the model says no ({p}). {why}"
+                return said.strip(), True
+            return f"<{c.name}>: {verdict} ({p}; {suggested}). {why}".strip(), doubt
+        return f"<{c.name}>: {verdict} ({p}). {why}".strip(), doubt
 
     def _about_library(self, r: Route, mentioned: list[Concept]) -> Answer:
         per_concept = [{t.photo_id: t for t in self.store.tags(c)} for c in mentioned]

@@ -11,6 +11,9 @@ first, as in stage 1). Never above the default. Results are stored in `calibrati
 everything the scores depend on (the model, every concept's version and description, the photos used), so a
 tag run pays for calibration only after a change. A person's verdicts (`rrg review`, stored as
 `concepts.threshold`) take precedence.
+
+`recognition_threshold()` is the same cut on the listener's P(Yes) scale, for "Is Bo in this photo?", read from
+the reference games that chose the concept's description (no model call).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rrg_local.concepts.store import Concept
+from rrg_local.concepts.store import Concept, ConceptStore
 from rrg_local.concepts.tagging import Prototype, Tagger, TagReport, calibrate
 from rrg_local.db import utcnow
 
@@ -169,3 +172,17 @@ def calibrate_one(tagger: Tagger, proto: Prototype, protos: Sequence[Prototype],
 def calibrate_all(tagger: Tagger, protos: Sequence[Prototype], report: TagReport) -> dict[int, float]:
     """Concept id -> its own stage-2 threshold, for every concept with positive photos."""
     return {p.concept.id: calibrate_one(tagger, p, protos, report).threshold for p in protos if p.positives}
+
+
+def recognition_threshold(store: ConceptStore, concept: Concept, default: float = 0.5) -> float:
+    """The concept's cut on the listener's P(Yes) (`own_threshold`): P(Yes) on its reference photos against the
+    hard negatives of the reference games that chose its description (`describe.write_description`). The
+    default when no games chose the current description (one reference photo, or written by a person)."""
+    chosen = next((c for c in store.candidates(concept) if c["chosen"]), None)
+    if chosen is None or not chosen["games"]:
+        return default
+    if (chosen["coarse"], chosen["detailed"]) != (concept.coarse, concept.detailed):
+        return default
+    positives = [g["probs"][0] for g in chosen["games"]]
+    negatives = [p for g in chosen["games"] for p in g["probs"][1:]]
+    return own_threshold(positives, negatives, default)

@@ -202,8 +202,13 @@ class OnnxEmbedder:
         self._session = self._open(model_path, threads or default_threads())
 
     def _open(self, model_path: Path, threads: int):
-        import onnxruntime as ort
-        from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+        try:
+            import onnxruntime as ort
+            from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+        except ImportError as exc:
+            raise OnnxEmbedderError(
+                f"the embedder {self.model_dir} needs onnxruntime: pip install 'rrg-local[embed]'"
+            ) from exc
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads

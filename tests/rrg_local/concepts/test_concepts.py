@@ -163,6 +163,34 @@ def test_photo_questions_use_the_listener(indexed, stores, model, library):
     assert open_ans.vlm_calls == 1 and "".join(pieces).strip() == open_ans.text
 
 
+def test_photo_questions_read_p_yes_against_the_concepts_own_cut(indexed, stores, model, library):
+    import re
+
+    from rrg_local.concepts.calibration import own_threshold, recognition_threshold
+    from rrg_local.vlm.protocol import ImageRef
+
+    store, emb = stores
+    mug = store.add_photos(store.add("Mug", "mug"), [indexed("refs/mug0.jpg"), indexed("refs/mug1.jpg")])
+    write_description(model, store, emb, mug)
+    bo = store.add_photos(store.add("Bo", "dog"), [indexed(f"refs/bo{i}.jpg") for i in range(3)])
+    bo = write_description(model, store, emb, bo)
+    # The cut comes from the reference games that chose the description: its photos against the hard negatives.
+    games = next(c for c in store.candidates(bo) if c["chosen"])["games"]
+    assert games and all(len(g["probs"]) == 3 for g in games)  # the target and 2 of Mug's photos
+    pos, neg = [g["probs"][0] for g in games], [p for g in games for p in g["probs"][1:]]
+    cut = recognition_threshold(store, bo)
+    assert cut == own_threshold(pos, neg, 0.5)
+    answer = Asker(store, model, emb).ask("Is <Bo> in this photo?", photo=ImageRef(library / "others/o1.jpg"))
+    m = re.match(r"<Bo>: (probably )?(yes|no) \(P\(yes\) = ([\d.]+), <Bo>'s cut ([\d.]+)\)", answer.text)
+    assert m and float(m.group(4)) == pytest.approx(cut, abs=0.005), answer.text
+    assert (m.group(2) == "yes") == (float(m.group(3)) >= float(m.group(4)))
+    assert answer.unsure == bool(m.group(1))
+    # A description a person wrote was not chosen by games: the default cut.
+    edited = store.set_description(bo, "A photo of a dog", "The dog has a white patch.")
+    assert recognition_threshold(store, edited) == 0.5
+    assert recognition_threshold(store, edited, 0.4) == 0.4
+
+
 def test_photo_questions_take_a_persons_word_before_the_model(db, indexed, stores, model, library, tmp_path):
     import shutil
 

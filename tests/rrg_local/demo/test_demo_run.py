@@ -73,6 +73,8 @@ def test_rrg_demo_tags_the_library_and_answers(rrg_home):
     m = re.search(r"precision ([\d.]+) \((\d+)/(\d+)\), recall ([\d.]+) \((\d+)/(\d+)\)", out)
     assert m, out
     assert (int(m.group(2)), int(m.group(3)), int(m.group(5)), int(m.group(6))) == (tp, len(tagged), tp, len(true))
+    # The issue's goal on the demo library (the shipped models and the demo are deterministic).
+    assert tp / len(tagged) >= 0.9 and tp / len(true) >= 0.8, m.group(0)
     # Cost: at most one tagging call per photo for 6 concepts (naive: 6 per photo); one explanation per tag;
     # calibration: each concept's 3 photos and up to 8 photos of other concepts.
     calls = re.search(r"(\d+) VLM calls: (\d+) to tag \(([\d.]+) per photo; naive: 6 per photo\), (\d+) to explain "
@@ -84,7 +86,8 @@ def test_rrg_demo_tags_the_library_and_answers(rrg_home):
     # photos by the model (three "Is <Bo> in this photo?": a reference, an unseen photo of Bo, a photo without him).
     assert "? Show me photos of <Bo>" in out and out.count("? Is <Bo> in this photo?") == 3
     assert "<Bo>: yes: this is one of <Bo>'s reference photos." in out
-    assert len(re.findall(r"^  <Bo>: (probably )?(yes|no) \(P\(yes\) = ", out, re.M)) == 2
+    looked = re.findall(r"^  <Bo>: (probably )?(yes|no) \(P\(yes\) = [\d.]+, <Bo>'s cut ", out, re.M)
+    assert [verdict for _, verdict in looked] == ["yes", "no"]  # the unseen photo of Bo; the photo without him
     assert re.search(r"\? Where was this photo taken\?.*\n  \S", out)
     assert not (rrg_home / "library.db").exists()  # the user's own library is untouched
     # Resumable and idempotent: a second run reuses everything and reports the same tags.
