@@ -3,14 +3,15 @@
 A listener's scores are not on one scale across concepts and models: the demo model's P(Yes) on a concept's
 own unseen photos sat at 0.3-0.45, under the 0.5 default, so nothing was tagged at all. `calibrate_all()`
 makes, for each concept, the stage-2 call the tagger would make (`Tagger.stage2`, on the candidates stage 1
-would give that photo) on the concept's positive photos and on photos known not to show it (other concepts'
-positives, most similar first, and the photos a person rejected), and keeps the cut that best separates the
-two (`tagging.calibrate`, negatives weighted double: most photos of a library show none of a person's
-concepts). With too few negatives (a first concept) the cut sits just under its weakest positive (recall
-first, as in stage 1). Never above the default. Results are stored in `calibrations` under a key of
-everything the scores depend on (the model, every concept's version and description, the photos used), so a
-tag run pays for calibration only after a change. A person's verdicts (`rrg review`, stored as
-`concepts.threshold`) take precedence.
+would give that photo) on the concept's positive photos and on photos known not to show it that stage 2
+could see with it (the photos a person rejected, and other concepts' positives that stage 1 would send with
+it, as if unlabelled, most similar first), and keeps the cut that best separates the two (`tagging.calibrate`,
+negatives weighted double: most photos of a library show none of a person's concepts). With too few
+negatives (a first concept, or a sharp embedder) the cut sits just under its weakest positive (recall first,
+as in stage 1). Never above the default. Results are stored in `calibrations` under a key of everything the
+scores depend on (the model, every concept's version and description, the photos used), so a tag run pays
+for calibration only after a change. A person's verdicts (`rrg review`, stored as `concepts.threshold`) take
+precedence.
 
 `recognition_threshold()` is the same cut on the listener's P(Yes) scale, for "Is Bo in this photo?", read from
 the reference games that chose the concept's description (no model call).
@@ -84,10 +85,30 @@ def candidates_for(
     return top
 
 
+def sent_with(vector: np.ndarray, photo_id: int, concept_id: int, protos: Sequence[Prototype], k: int) -> bool:
+    """Whether stage 1 would send this photo to stage 2 with `concept_id` among its candidates, the photo taken
+    as unlabelled (left out of its own concept's positives): the concept clears its stage-1 threshold and is
+    among the top k that do (pure)."""
+    hits = []
+    for p in protos:
+        keep = [i for i, pid in enumerate(sorted(p.positives)) if pid != photo_id]
+        if keep and len(p.vectors):
+            best = float((p.vectors[keep] @ vector).max())
+            if best >= p.threshold:
+                hits.append((best, p.concept.id))
+    hits.sort(key=lambda h: -h[0])
+    return concept_id in [cid for _, cid in hits[:k]]
+
+
 def _negatives(tagger: Tagger, proto: Prototype, protos: Sequence[Prototype]) -> list[int]:
-    """Photos known not to show the concept: rejected first, then other concepts' positives, most similar first."""
+    """Photos known not to show the concept that stage 2 could see with it: the ones a person rejected, then
+    other concepts' positives that stage 1 would send with it (`sent_with`), most similar first. A photo that
+    stage 1 sends elsewhere never meets this concept in stage 2, so it must not push the cut up (with a sharp
+    embedder, a look-alike the listener cannot tell apart raised a cut above the concept's own photos)."""
     rejected = sorted(tagger.store.photos(proto.concept, "negative") - proto.positives)
     others = sorted({pid for p in protos if p is not proto for pid in p.positives} - proto.positives - set(rejected))
+    k, cid = tagger.config.top_k, proto.concept.id
+    others = [pid for pid in others if sent_with(tagger.emb.get(pid), pid, cid, protos, k)]
     if others and len(proto.vectors):
         sims = [float((proto.vectors @ tagger.emb.get(pid)).max()) for pid in others]
         others = [others[i] for i in np.argsort(-np.array(sims), kind="stable")]

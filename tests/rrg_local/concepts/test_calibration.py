@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from rrg_local.concepts.calibration import candidates_for, own_threshold
+from rrg_local.concepts.calibration import candidates_for, own_threshold, sent_with
 from rrg_local.concepts.store import Concept
 from rrg_local.concepts.tagging import Prototype, TagConfig, Tagger, decide
 from rrg_local.jobs import KIND_TAG, Jobs
@@ -29,6 +29,20 @@ def test_candidates_leave_the_photo_out_and_always_hold_the_concept():
     # A concept whose only positive is the photo itself is still a candidate.
     got = candidates_for(np.array([0, 0, 1.0]), 30, 3, [a, b, c], k=1)
     assert [p.concept.id for p in got] == [3]
+
+
+def test_sent_with_is_stage_1_for_the_photo_as_if_unlabelled():
+    a = proto(1, [10, 11], [[1, 0, 0], [0.6, 0.8, 0]])
+    b = proto(2, [20], [[0.9, 0.436, 0]])
+    a, b = (Prototype(p.concept, p.vectors, 0.5, p.positives) for p in (a, b))
+    photo = np.array([1.0, 0, 0])
+    # Photo 20 is b's only positive: left out, b has nothing to match; a clears its threshold.
+    assert sent_with(photo, 20, 1, [a, b], k=1) and not sent_with(photo, 20, 2, [a, b], k=2)
+    # Photo 10 left out of a: a scores 0.6, b 0.9; with k = 1 only b is sent, with k = 2 both.
+    assert not sent_with(photo, 10, 1, [a, b], k=1) and sent_with(photo, 10, 1, [a, b], k=2)
+    # Below a concept's stage-1 threshold, never.
+    high = Prototype(a.concept, a.vectors, 0.95, a.positives)
+    assert not sent_with(photo, 10, 1, [high, b], k=2)
 
 
 def test_own_threshold_and_decide_work_on_values():
@@ -85,6 +99,35 @@ def test_tagging_calibrates_each_concept_once_and_after_a_change(db, indexed, st
 
     store.set_threshold(store.get("Mug"), 0.77)  # a person's verdicts win over the concept's own
     assert changed.threshold(store.get("Mug")) == 0.77
+
+
+def test_calibration_negatives_are_only_photos_stage_1_would_send(db, indexed, stores, model):
+    store, emb = stores
+    bo = store.add_photos(store.add("Bo", "dog"), [indexed(f"refs/bo{i}.jpg") for i in range(3)])
+    mug = store.add_photos(store.add("Mug", "mug"), [indexed("refs/mug0.jpg"), indexed("refs/mug1.jpg")])
+    rejected = indexed("others/o1.jpg")
+    store.review(rejected, bo, False)
+    emb.run_jobs()
+    # Stage-1 thresholds above every similarity between the two concepts' photos: neither ever sends the
+    # other's photos to stage 2, so they are not negatives; a person's rejection still is.
+    protos = Tagger(db, model, emb, TagConfig(top_k=2)).prototypes()
+    cross = max(
+        float((p.vectors @ emb.get(q)).max()) for p in protos for o in protos if o is not p for q in o.positives
+    )
+    report = Tagger(db, model, emb, TagConfig(top_k=2, stage1_floor=cross + 1e-3, background_quantile=0.0)).run()
+    negatives = {
+        r[0]: [p for p, _ in json.loads(r[1])] for r in db.execute("SELECT concept_id, negatives FROM calibrations")
+    }
+    assert negatives == {bo.id: [rejected], mug.id: []}
+    assert report.calibration_calls == (3 + 1) + 2
+    threshold = db.execute("SELECT threshold FROM calibrations WHERE concept_id = ?", [mug.id]).fetchone()[0]
+    scores = [
+        s
+        for _, s in json.loads(
+            db.execute("SELECT positives FROM calibrations WHERE concept_id = ?", [mug.id]).fetchone()[0]
+        )
+    ]
+    assert threshold == own_threshold(scores, [], 0.5)  # no negatives: just under its weakest photo
 
 
 def test_recognize_mode_scores_every_candidate_with_p_yes(db, indexed, stores, model):
