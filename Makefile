@@ -1,5 +1,5 @@
 # Two entry points that each do all set-up on a fresh machine (Python 3.11+ and make are all they need):
-#   make demo   creates .venv, installs rrg-local with its runtime (llama.cpp) and terminal UI, runs the demo:
+#   make demo   creates .venv, installs rrg-local with its runtimes (llama.cpp, onnxruntime) and terminal UI, runs the demo:
 #               a generated photo library, indexed, taught, auto-tagged and queried with the shipped demo model
 #   make test   creates .venv, installs rrg-local with the runtime, the model tools and the dev tools,
 #               runs lint and the whole test suite

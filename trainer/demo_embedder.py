@@ -56,6 +56,7 @@ class EmbedderConfig:
     weight_decay: float = 1e-4
     size: int = 112  # input side; the world's photos are 224 px
     widths: tuple[int, int, int] = (32, 64, 128)
+    pools: int = 4  # attention maps side by side (1 map: held-out part 0.75, not 0.78; demo recall 0.79, not 0.83)
     threads: int = 2
     log_every: int = 250
 
@@ -117,13 +118,13 @@ def build_net(config: EmbedderConfig):
                 *conv(a, b), *conv(b, b), nn.MaxPool2d(2),
                 *conv(b, c), *conv(c, c),
             )  # fmt: skip
-            self.attend = nn.Conv2d(c, 1, 1)
-            self.heads = nn.ModuleList([nn.Linear(c, n) for n in HEADS.values()])
+            self.attend = nn.Conv2d(c, config.pools, 1)
+            self.heads = nn.ModuleList([nn.Linear(c * config.pools, n) for n in HEADS.values()])
 
         def pooled(self, x):
             h = self.features(x)
-            weights = self.attend(h).flatten(1).softmax(-1)
-            return (h.flatten(2) * weights[:, None]).sum(-1)
+            weights = self.attend(h).flatten(2).softmax(-1)  # (N, pools, HW)
+            return torch.matmul(weights, h.flatten(2).transpose(1, 2)).flatten(1)  # (N, pools * C)
 
         def forward(self, x):
             g = self.pooled(x)
@@ -211,6 +212,30 @@ def train_embedder(config: EmbedderConfig, run_dir: Path, log: Any = print):
     return net.eval(), held
 
 
+def plot_curves(run_dir: Path) -> Path | None:
+    """`curves.png`: the heads' accuracy on held-out concepts per step (when matplotlib is installed)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    rows = [json.loads(x) for x in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in HEADS:
+        ax.plot([r["step"] for r in rows], [r[f"held_acc_{key}"] for r in rows], label=key, marker=".")
+    ax.set_title("demo embedder: held-out concepts")
+    ax.set_xlabel("step")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = Path(run_dir) / "curves.png"
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+    return out
+
+
 def export(net, config: EmbedderConfig, dest: Path) -> EmbedderSpec:
     """`model.onnx` + `embedder.json` in the existing folder `dest`, checked against torch."""
     import numpy as np
@@ -245,6 +270,7 @@ def build(config: EmbedderConfig, out: Path, log: Any = print) -> dict:
     start = time.monotonic()
     net, held = train_embedder(config, out, log)
     train_s = round(time.monotonic() - start, 1)
+    plot_curves(out)
     dest = out / "embedder"
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)

@@ -250,6 +250,7 @@ def run_demo(
     model = open_model(settings)
     store = ConceptStore(db)
     emb = EmbeddingStore(db, make_embedder(settings, model), settings.thumbs_dir)
+    echo(f"models: {model.info.name} (speaker and listener), {emb.embedder.name} (stage-1 embedder)")
     ids = _photo_ids(db, library, truth["files"])
     clock = time.monotonic()
     echo(f"teaching {len(truth['concepts'])} concepts from {REFERENCES} photos each:")

@@ -76,12 +76,12 @@ def test_rrg_demo_tags_the_library_and_answers(rrg_home):
     # The goal on the demo library (the shipped models and the demo are deterministic).
     assert tp / len(tagged) >= 0.9 and tp / len(true) >= 0.8, m.group(0)
     # Cost: at most one tagging call per photo for 6 concepts (naive: 6 per photo); one explanation per tag;
-    # calibration: each concept's 3 photos and up to 8 photos of other concepts.
+    # calibration: each concept's 3 photos and up to 8 photos of other concepts that stage 1 would send with it.
     calls = re.search(r"(\d+) VLM calls: (\d+) to tag \(([\d.]+) per photo; naive: 6 per photo\), (\d+) to explain "
                       r"the tags, (\d+) to calibrate the concepts; (\d+) tags", out)  # fmt: skip
     total, stage2, per_photo, explain, calibrate, n_tags = (float(x) for x in calls.groups())
     assert total == stage2 + explain + calibrate and per_photo <= 1.0 and explain == n_tags
-    assert calibrate == 6 * (3 + 8)
+    assert 6 * 3 <= calibrate <= 6 * (3 + 8)
     # Questions: library answers cite photos; a reference photo is answered from what the person said, other
     # photos by the model (three "Is <Bo> in this photo?": a reference, an unseen photo of Bo, a photo without him).
     assert "? Show me photos of <Bo>" in out and out.count("? Is <Bo> in this photo?") == 3
