@@ -60,13 +60,19 @@ def run_all(db, tagger):
     return tagger.run()
 
 
-def test_tagging_calibrates_each_concept_once_and_after_a_change(db, indexed, stores, model):
-    store, emb = stores
+def bo_and_mug(store, emb, indexed):
+    """Bo (3 photos, one other photo rejected) and Mug (2 photos), embedded."""
     bo = store.add_photos(store.add("Bo", "dog"), [indexed(f"refs/bo{i}.jpg") for i in range(3)])
     mug = store.add_photos(store.add("Mug", "mug"), [indexed("refs/mug0.jpg"), indexed("refs/mug1.jpg")])
     rejected = indexed("others/o1.jpg")
     store.review(rejected, bo, False)
     emb.run_jobs()
+    return bo, mug, rejected
+
+
+def test_tagging_calibrates_each_concept_once_and_after_a_change(db, indexed, stores, model):
+    store, emb = stores
+    bo, mug, rejected = bo_and_mug(store, emb, indexed)
     tagger = Tagger(db, model, emb, TagConfig(top_k=2))
     report = tagger.run()
     rows = {r[0]: r for r in db.execute("SELECT concept_id, threshold, positives, negatives FROM calibrations")}
@@ -103,11 +109,7 @@ def test_tagging_calibrates_each_concept_once_and_after_a_change(db, indexed, st
 
 def test_calibration_negatives_are_only_photos_stage_1_would_send(db, indexed, stores, model):
     store, emb = stores
-    bo = store.add_photos(store.add("Bo", "dog"), [indexed(f"refs/bo{i}.jpg") for i in range(3)])
-    mug = store.add_photos(store.add("Mug", "mug"), [indexed("refs/mug0.jpg"), indexed("refs/mug1.jpg")])
-    rejected = indexed("others/o1.jpg")
-    store.review(rejected, bo, False)
-    emb.run_jobs()
+    bo, mug, rejected = bo_and_mug(store, emb, indexed)
     # Stage-1 thresholds above every similarity between the two concepts' photos: neither ever sends the
     # other's photos to stage 2, so they are not negatives; a person's rejection still is.
     protos = Tagger(db, model, emb, TagConfig(top_k=2)).prototypes()
