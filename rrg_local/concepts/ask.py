@@ -2,14 +2,13 @@
 
 `route()` and `find_concepts()` are pure. Questions about one photo go to the listener with the
 mentioned concepts' names and descriptions in context ("Is Bo in this photo?" is a recognition with its
-probability, squared with an auto-tag suggestion; for a library photo a person already judged, a reference,
-a confirmed or a rejected one, their word is the answer and the model is not asked; otherwise P(Yes) is read
-against the concept's own cut, `calibration.recognition_threshold`, since a listener's P(Yes) need not center
-on one half). Questions about the
-library ("Show me Bo at the beach", "When did I last see my blue mug?", "Photos of Bo and grandma
-together") are answered from tags and capture dates; only a scene condition costs VLM calls, on at most
-`max_checks` photos. Every answer cites the photos it rests on and says when it is unsure (unconfirmed
-suggestions, probabilities near one half, checks cut short).
+probability, read against the concept's own cut (`calibration.recognition_threshold`: a listener's P(Yes)
+need not center on one half) and squared with an auto-tag suggestion; for a library photo a person already
+judged, a reference, a confirmed or a rejected one, their word is the answer and the model is not asked).
+Questions about the library ("Show me Bo at the beach", "When did I last see my blue mug?", "Photos of Bo
+and grandma together") are answered from tags and capture dates; only a scene condition costs VLM calls, on
+at most `max_checks` photos. Every answer cites the photos it rests on and says when it is unsure
+(unconfirmed suggestions, probabilities near the cut, checks cut short).
 """
 
 from __future__ import annotations
