@@ -102,8 +102,16 @@ def make_world_library(dest: Path, n_photos: int, n_concepts: int, seed: int = 0
 
 
 def run(
-    n_photos: int, n_concepts: int, model, settings_home: Path, quantile: float, budget: float, world: bool = False
+    n_photos: int,
+    n_concepts: int,
+    model,
+    settings_home: Path,
+    quantile: float,
+    budget: float,
+    world: bool = False,
+    embedder=None,
 ) -> dict:
+    """`embedder`: stage 1's (default: the model's own tower)."""
     from rrg_local.concepts.embeddings import EmbeddingStore, VLMEmbedder
     from rrg_local.concepts.store import ConceptStore
     from rrg_local.concepts.tagging import TagConfig, Tagger, retrieve
@@ -118,7 +126,7 @@ def run(
     Scanner(db, settings).scan([lib])
     pid = {r[1][len(str(lib)) + 1 :]: r[0] for r in db.execute("SELECT photo_id, path FROM paths")}
     store = ConceptStore(db)
-    emb = EmbeddingStore(db, VLMEmbedder(model), settings.thumbs_dir)
+    emb = EmbeddingStore(db, embedder or VLMEmbedder(model), settings.thumbs_dir)
     for c, rels in refs.items():
         concept = store.add(f"concept{c}", "thing")
         store.add_photos(concept, [pid[r] for r in rels])
@@ -158,6 +166,7 @@ def main() -> None:
     ap.add_argument("--embed-onnx-s", type=float, default=None, help="seconds per photo, dedicated ONNX embedder")
     ap.add_argument("--explain-s", type=float, default=0.0, help="2B: one tag's reasoning follow-up, prompt cached")
     ap.add_argument("--world", action="store_true", help="the demo world and the shipped demo model (a trained tower)")
+    ap.add_argument("--demo-embedder", action="store_true", help="with --world: stage 1 on the shipped demo embedder")
     args = ap.parse_args()
 
     from rrg_local.concepts.calibration import MAX_NEGATIVES
@@ -165,6 +174,7 @@ def main() -> None:
     from trainer.tiny import tiny_gguf
 
     route_logs()
+    embedder = None
     if args.world:
         from rrg_local.demo.run import shipped_model
 
@@ -172,6 +182,12 @@ def main() -> None:
         llama = LlamaConfig(model=shipped.text, mmproj=shipped.mmproj, n_threads=2,
                             image_max_tokens=shipped.image_max_tokens)  # fmt: skip
         label = "demo world, shipped demo model"
+        if args.demo_embedder:
+            from rrg_local.concepts.onnx_embedder import OnnxEmbedder
+            from rrg_local.demo.run import EMBEDDER_DIR
+
+            embedder = OnnxEmbedder(EMBEDDER_DIR)
+            label += " and demo embedder"
     else:
         pair = tiny_gguf().pair("f16")
         llama = LlamaConfig(model=pair.text, mmproj=pair.mmproj, n_threads=2, image_max_tokens=64)
@@ -179,7 +195,7 @@ def main() -> None:
     rows = []
     for c in (1, 5, 20):
         with tempfile.TemporaryDirectory() as tmp, LlamaVisionModel(llama) as model:
-            r = run(args.photos, c, model, Path(tmp), args.quantile, args.budget, args.world)
+            r = run(args.photos, c, model, Path(tmp), args.quantile, args.budget, args.world, embedder)
         naive = r["photos"] * c
         rows.append((c, r, naive))
 
