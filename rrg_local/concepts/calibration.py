@@ -63,18 +63,24 @@ def own_threshold(positives: Sequence[float], negatives: Sequence[float], defaul
     return round(min(default, max(0.0, min(positives) - MARGIN)), 4)
 
 
+def ranked_unlabelled(vector: np.ndarray, photo_id: int, protos: Sequence[Prototype]) -> list[tuple[float, Prototype]]:
+    """Each concept's best similarity to the photo, the photo left out of its own concept's positives (as if it
+    were unlabelled), best first; concepts with nothing left to compare are skipped (pure)."""
+    ranked = []
+    for p in protos:
+        keep = [i for i, pid in enumerate(sorted(p.positives)) if pid != photo_id]
+        if keep and len(p.vectors):
+            ranked.append((float((p.vectors[keep] @ vector).max()), p))
+    ranked.sort(key=lambda r: -r[0])
+    return ranked
+
+
 def candidates_for(
     vector: np.ndarray, photo_id: int, concept_id: int, protos: Sequence[Prototype], k: int
 ) -> list[Prototype]:
     """The candidates stage 1 would send with this photo, as if it were unlabelled, with `concept_id` among
     them (replacing the last when it would not make the top k); best first (pure)."""
-    ranked = []
-    for p in protos:
-        keep = [i for i, pid in enumerate(sorted(p.positives)) if pid != photo_id]
-        if not keep or len(p.vectors) == 0:
-            continue
-        ranked.append((float((p.vectors[keep] @ vector).max()), p))
-    ranked.sort(key=lambda r: -r[0])
+    ranked = ranked_unlabelled(vector, photo_id, protos)
     top = [p for _, p in ranked[:k]]
     if all(p.concept.id != concept_id for p in top):
         own = next((r for r in ranked if r[1].concept.id == concept_id), None)
@@ -89,15 +95,8 @@ def sent_with(vector: np.ndarray, photo_id: int, concept_id: int, protos: Sequen
     """Whether stage 1 would send this photo to stage 2 with `concept_id` among its candidates, the photo taken
     as unlabelled (left out of its own concept's positives): the concept clears its stage-1 threshold and is
     among the top k that do (pure)."""
-    hits = []
-    for p in protos:
-        keep = [i for i, pid in enumerate(sorted(p.positives)) if pid != photo_id]
-        if keep and len(p.vectors):
-            best = float((p.vectors[keep] @ vector).max())
-            if best >= p.threshold:
-                hits.append((best, p.concept.id))
-    hits.sort(key=lambda h: -h[0])
-    return concept_id in [cid for _, cid in hits[:k]]
+    hits = [p for best, p in ranked_unlabelled(vector, photo_id, protos) if best >= p.threshold]
+    return concept_id in [p.concept.id for p in hits[:k]]
 
 
 def _negatives(tagger: Tagger, proto: Prototype, protos: Sequence[Prototype]) -> list[int]:
