@@ -238,11 +238,8 @@ def plot_curves(run_dir: Path) -> Path | None:
 
 def export(net, config: EmbedderConfig, dest: Path) -> EmbedderSpec:
     """`model.onnx` + `embedder.json` in the existing folder `dest`, checked against torch."""
-    import numpy as np
+    from trainer.tiny_clip import export_checked
 
-    from trainer.tiny_clip import PARITY_RTOL, check_parity, export_onnx
-
-    module = exportable(net)
     spec = EmbedderSpec(
         image_size=config.size,
         embedding_dim=sum(HEADS.values()),
@@ -253,12 +250,7 @@ def export(net, config: EmbedderConfig, dest: Path) -> EmbedderSpec:
         family="demo-cnn",
         source="demo-world attribute CNN (trainer.demo_embedder)",
     )
-    export_onnx(module, spec, dest / MODEL_FILE)
-    pixels = np.random.default_rng(0).normal(size=(2, 3, config.size, config.size)).astype(np.float32)
-    diff, scale = check_parity(module, dest / MODEL_FILE, pixels)
-    if diff > PARITY_RTOL * max(scale, 1e-6):
-        raise ValueError(f"ONNX export of the demo embedder disagrees with torch: max abs diff {diff:.3g}")
-    (dest / SPEC_FILE).write_text(spec.to_json())
+    export_checked(exportable(net), spec, dest, what="the demo embedder")
     return spec
 
 

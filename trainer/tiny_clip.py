@@ -300,9 +300,22 @@ def check_parity(module: torch.nn.Module, model_path: Path, pixels) -> tuple[flo
     return float(np.abs(got - want).max()), float(np.abs(want).max())
 
 
+def export_checked(module: torch.nn.Module, spec: EmbedderSpec, dest: Path, *, what: str, opset: int = OPSET):
+    """`model.onnx` + `embedder.json` in the existing folder `dest`, once onnxruntime agrees with torch on a random
+    batch; returns (max abs difference, max abs output). `what` names the model in the error."""
+    import numpy as np
+
+    export_onnx(module, spec, dest / MODEL_FILE, opset=opset)
+    pixels = np.random.default_rng(0).normal(size=(2, 3, spec.image_size, spec.image_size)).astype(np.float32)
+    diff, scale = check_parity(module, dest / MODEL_FILE, pixels)
+    if diff > PARITY_RTOL * max(scale, 1e-6):
+        raise ValueError(f"ONNX export of {what} disagrees with torch: max abs diff {diff:.3g} (outputs {scale:.3g})")
+    (dest / SPEC_FILE).write_text(spec.to_json())
+    return diff, scale
+
+
 def export_to(hf_dir: Path, dest: Path, *, opset: int = OPSET, source: str | None = None) -> ExportResult:
     """Export the vision tower of `hf_dir` into the existing folder `dest` and check it (see the module doc)."""
-    import numpy as np
     import torch
 
     hf_dir, dest = Path(hf_dir), Path(dest)
@@ -314,14 +327,7 @@ def export_to(hf_dir: Path, dest: Path, *, opset: int = OPSET, source: str | Non
     with torch.no_grad():
         dim = module(torch.zeros(1, 3, spec.image_size, spec.image_size)).shape[-1]
     spec = replace(spec, embedding_dim=int(dim))
-    export_onnx(module, spec, dest / MODEL_FILE, opset=opset)
-    pixels = np.random.default_rng(0).normal(size=(2, 3, spec.image_size, spec.image_size)).astype(np.float32)
-    diff, scale = check_parity(module, dest / MODEL_FILE, pixels)
-    if diff > PARITY_RTOL * max(scale, 1e-6):
-        raise ValueError(
-            f"ONNX export of {hf_dir} disagrees with torch: max abs diff {diff:.3g} (outputs {scale:.3g})"
-        )
-    (dest / SPEC_FILE).write_text(spec.to_json())
+    diff, scale = export_checked(module, spec, dest, opset=opset, what=str(hf_dir))
     report = {"max_abs_diff": diff, "max_abs_output": scale, "opset": opset, "versions": _exporter_versions()}
     (dest / EXPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
     return ExportResult(dest, spec, diff, scale)

@@ -58,6 +58,15 @@ class ShippedModel:
     manifest: dict
 
 
+def check_files(files: list[tuple[Path, str]], what: str, *, verify: bool = True) -> None:
+    """Each (path, sha256) is there and, with `verify`, unchanged; else a one-line `DemoError` naming `what`."""
+    for path, sha256 in files:
+        if not path.exists():
+            raise DemoError(f"{what} file missing: {path} (reinstall rrg-local)")
+        if verify and file_sha256(path) != sha256:
+            raise DemoError(f"{what} file damaged (checksum differs from manifest): {path}")
+
+
 def shipped_model(model_dir: Path = MODEL_DIR, *, verify: bool = True) -> ShippedModel:
     """The demo model shipped in the package, its files checked against the manifest's hashes."""
     manifest_path = model_dir / "manifest.json"
@@ -65,12 +74,7 @@ def shipped_model(model_dir: Path = MODEL_DIR, *, verify: bool = True) -> Shippe
         raise DemoError(f"no demo model in {model_dir}: build one with `rrg-train demo-model --out DIR --ship`")
     manifest = json.loads(manifest_path.read_text())
     files = {role: model_dir / f["path"] for role, f in manifest["files"].items()}
-    for role, f in manifest["files"].items():
-        path = files[role]
-        if not path.exists():
-            raise DemoError(f"demo model file missing: {path} (reinstall rrg-local)")
-        if verify and file_sha256(path) != f["sha256"]:
-            raise DemoError(f"demo model file damaged (checksum differs from manifest): {path}")
+    check_files([(files[role], f["sha256"]) for role, f in manifest["files"].items()], "demo model", verify=verify)
     scope = "speaker" if manifest.get("lora_speaker_only", True) else "all"
     return ShippedModel(
         files["text"], files["mmproj"], files.get("lora"), scope, int(manifest["image_max_tokens"]), manifest
@@ -86,12 +90,7 @@ def shipped_embedder(embedder_dir: Path = EMBEDDER_DIR) -> dict:
             f"no demo embedder in {embedder_dir}: build one with `rrg-train demo-embedder --out DIR --ship`"
         )
     manifest = json.loads(manifest_path.read_text())
-    for name, f in manifest["files"].items():
-        path = embedder_dir / name
-        if not path.exists():
-            raise DemoError(f"demo embedder file missing: {path} (reinstall rrg-local)")
-        if file_sha256(path) != f["sha256"]:
-            raise DemoError(f"demo embedder file damaged (checksum differs from manifest): {path}")
+    check_files([(embedder_dir / name, f["sha256"]) for name, f in manifest["files"].items()], "demo embedder")
     return manifest
 
 

@@ -53,6 +53,7 @@ def test_build_writes_a_folder_the_product_loads(built):
 def test_the_build_is_deterministic(built, tmp_path):
     out, _ = built
     demo_embedder.build(SMALL, tmp_path, log=lambda _: None)
+
     def curve(run):  # every logged number but the elapsed seconds
         rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
         return [{k: v for k, v in r.items() if k != "s"} for r in rows]
