@@ -249,6 +249,7 @@ def score(samples: Sequence, batch: dict, logits: Any, encoder: Encoder) -> list
             probs, _ = option_probs(logits[i, pos].float().numpy(), firsts)
             row["correct"] = float(int(np.argmax(probs)) == sample.label)
             row["negative"] = sample.task == "recognition" and sample.label == 1
+            row["p_first"] = float(probs[0])  # recognition: P(Yes)
         out.append(row)
     return out
 
@@ -257,7 +258,8 @@ def evaluate(
     model: Any, encoder: Encoder, samples: Sequence, batch_size: int = 32, *, bf16: bool = False
 ) -> dict[str, float]:
     """Held-out metrics: speaker/question token accuracy, recognition accuracy on positives and negatives
-    (weighted: their mean), identification accuracy."""
+    (weighted: their mean) and the AUC of its P(Yes) (what a per-concept cut can make of it, whatever the
+    bias), identification accuracy."""
     import torch
 
     rows = []
@@ -275,15 +277,29 @@ def evaluate(
 
     rec = [r for r in rows if r["task"] == "recognition"]
     pos = mean([r["correct"] for r in rec if not r["negative"]])
-    neg = mean([r["correct"] for r in rec if r["negative"]])
+    neg_rows = [r for r in rec if r["negative"]]
+    neg = mean([r["correct"] for r in neg_rows])
     return {
         "speaker_token_acc": mean([r["token_acc"] for r in rows if r["task"] == "speaker"]),
         "question_token_acc": mean([r["token_acc"] for r in rows if r["task"] == "question"]),
         "recognition_pos": pos,
         "recognition_neg": neg,
         "recognition_weighted": round((pos + neg) / 2, 4),
+        "recognition_auc": auc([r["p_first"] for r in rec if not r["negative"]], [r["p_first"] for r in neg_rows]),
         "identification": mean([r["correct"] for r in rows if r["task"] == "identification"]),
     }
+
+
+def auc(positives: Sequence[float], negatives: Sequence[float]) -> float:
+    """The share of (positive, negative) pairs the scores order right, ties counting half; NaN without both.
+
+    >>> auc([0.9, 0.4], [0.4, 0.1])
+    0.875
+    """
+    if not positives or not negatives:
+        return float("nan")
+    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
+    return round(wins / (len(positives) * len(negatives)), 4)
 
 
 def micro_batches(samples: Sequence, n: int) -> list[list]:
@@ -507,8 +523,8 @@ def plot_curves(run_dir: Path) -> Path | None:
     b.set_xlabel("step")
     b.set_yscale("log")
     for key in ("speaker_token_acc", "question_token_acc", "recognition_pos", "recognition_neg",
-                "recognition_weighted", "identification"):  # fmt: skip
-        c.plot([r["step"] for r in evals], [r[key] for r in evals], label=key, marker=".")
+                "recognition_weighted", "recognition_auc", "identification"):  # fmt: skip
+        c.plot([r["step"] for r in evals], [r.get(key, float("nan")) for r in evals], label=key, marker=".")
     c.set_xlabel("step")
     c.set_ylim(0, 1)
     c.legend(fontsize=7)
@@ -521,10 +537,20 @@ def plot_curves(run_dir: Path) -> Path | None:
 
 
 def with_overrides(config: DemoConfig, pairs: Sequence[str]) -> DemoConfig:
-    """`key=value` overrides of the top-level numeric fields (shape stays the default)."""
+    """`key=value` overrides of the top-level numeric fields and of stage A's (`vision.steps=2500`); the shape
+    stays the default.
+
+    >>> with_overrides(DemoConfig(), ["steps=10", "vision.steps=20"]).vision.steps
+    20
+    >>> with_overrides(DemoConfig(), ["bf16=false"]).bf16
+    False
+    """
     changes: dict[str, Any] = {}
+    vision: dict[str, Any] = {}
     for pair in pairs:
         key, _, value = pair.partition("=")
-        current = getattr(config, key)
-        changes[key] = type(current)(value)
-    return replace(config, **changes)
+        target, owner = (vision, config.vision) if key.startswith("vision.") else (changes, config)
+        key = key.removeprefix("vision.")
+        kind = type(getattr(owner, key))
+        target[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+    return replace(config, **changes, vision=replace(config.vision, **vision))

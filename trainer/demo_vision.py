@@ -47,6 +47,9 @@ class VisionConfig:
     object_pool: bool = True
     bank: int = 0  # render this many photos once and train on them in epochs; 0: a fresh batch every step
     held_out: int = 0  # fresh photos the heads are measured on every `log_every` steps (never trained on)
+    # The part head names (category, part) pairs, 18 classes, instead of the part's index in its category (3
+    # classes that mean a handle on a mug and a band on a ball); its accuracy is still read within the category.
+    part_by_category: bool = False
 
 
 def token_targets(truth: PhotoTruth, grid: tuple[int, int], coverage: float) -> dict[str, list[int]]:
@@ -107,6 +110,11 @@ def token_targets_for(concept) -> dict[str, int]:
     }
 
 
+def object_targets(concept) -> dict[str, int]:
+    """`token_targets_for` and the category: what an object's pooled tokens are trained on."""
+    return token_targets_for(concept) | {"category": CATEGORIES.index(concept.category)}
+
+
 def object_weights(truth: PhotoTruth, grid: tuple[int, int]) -> list[tuple[int, list[float]]]:
     """Per object in `truth` whose box covers some token: (object index, each token's covered share)."""
     out = []
@@ -146,12 +154,24 @@ def encode_photos(photos: list, proc: Any, merge: int, coverage: float, *, compa
     for (_, truth), thw in zip(photos, px["image_grid_thw"], strict=True):
         n = int(thw.prod())
         grid = (int(thw[1]) // merge, int(thw[2]) // merge)
-        objects = [(w, token_targets_for(truth.objects[i].concept)) for i, w in object_weights(truth, grid)]
+        objects = [(w, object_targets(truth.objects[i].concept)) for i, w in object_weights(truth, grid)]
         pixels = px["pixel_values"][offset : offset + n]
         pixels = pixels.to(torch.bfloat16) if compact else pixels
         out.append(_Photo(pixels, thw, token_targets(truth, grid, coverage), objects, SCENES.index(truth.scene)))
         offset += n
     return out
+
+
+def within_category(logits: Any, category: Any) -> Any:
+    """(N, categories x 3) part logits -> each row's 3 logits for its own category.
+
+    >>> import torch
+    >>> within_category(torch.arange(36.0).view(2, 18), torch.tensor([0, 5])).tolist()
+    [[0.0, 1.0, 2.0], [33.0, 34.0, 35.0]]
+    """
+    import torch
+
+    return logits.view(len(logits), -1, HEADS["part"])[torch.arange(len(logits)), category]
 
 
 def _losses(visual: Any, heads: Any, scene_head: Any, photos: list[_Photo], *, object_pool: bool, bf16: bool):
@@ -174,7 +194,7 @@ def _losses(visual: Any, heads: Any, scene_head: Any, photos: list[_Photo], *, o
 
     # The graph is built in this order (slices of `tokens`, one stack, the heads, then the scene) so that
     # gradients add up in the same order as the shipped model's build: its stage A is reproduced bit for bit.
-    rows, pooled_y, offset = [], {k: [] for k in HEADS if k != "category"}, 0
+    rows, pooled_y, offset = [], {k: [] for k in HEADS}, 0
     for p, size in zip(photos, sizes, strict=True):
         for weights, targets in p.objects:
             rows.append((offset, torch.tensor(weights)))
@@ -184,7 +204,12 @@ def _losses(visual: Any, heads: Any, scene_head: Any, photos: list[_Photo], *, o
     if object_pool and rows:
         pooled = torch.stack([(tokens[o : o + len(w)] * w[:, None]).sum(0) / w.sum() for o, w in rows])
     for k, head in heads.items():
-        if object_pool and k != "category":
+        if k == "part" and head.out_features > HEADS["part"] and rows:  # (category, part) pairs
+            category, part = torch.tensor(pooled_y["category"]), torch.tensor(pooled_y["part"])
+            logits = head(pooled)
+            losses[k] = F.cross_entropy(logits, HEADS["part"] * category + part)
+            accs[k] = float((within_category(logits, category).argmax(-1) == part).float().mean())
+        elif object_pool and k != "category":
             if rows:
                 add(k, head(pooled), torch.tensor(pooled_y[k]))
         else:
@@ -207,7 +232,10 @@ def train_vision(model: Any, proc: Any, config: VisionConfig, *, seed: int, phot
     visual = model.model.visual
     width = model.config.text_config.hidden_size
     torch.manual_seed(seed)  # the heads' init: the same stage A whatever ran before in this process
-    heads = torch.nn.ModuleDict({k: torch.nn.Linear(width, n) for k, n in HEADS.items()})
+    if config.part_by_category and not config.object_pool:
+        raise ValueError("part_by_category needs object_pool")
+    sizes = HEADS | ({"part": HEADS["part"] * len(CATEGORIES)} if config.part_by_category else {})
+    heads = torch.nn.ModuleDict({k: torch.nn.Linear(width, n) for k, n in sizes.items()})
     scene_head = torch.nn.Linear(width, len(SCENES))
     params = [*visual.parameters(), *heads.parameters(), *scene_head.parameters()]
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.01)

@@ -110,3 +110,25 @@ def test_stage_a_trains_on_a_bank_rendered_once_and_measures_fresh_photos(tmp_pa
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert ["held_acc_pattern" in r for r in rows] == [False, True, False, True]
     assert all(0.0 <= r["held_acc_colour"] <= 1.0 for r in rows if "held_acc_colour" in r)
+
+
+def test_stage_a_can_name_parts_by_category(tmp_path):
+    import json
+
+    from transformers import AutoModelForImageTextToText
+
+    from trainer import demo_vision
+
+    config = small()
+    init = dm.init_model(config, tmp_path)
+    enc = dm.Encoder(init)
+    model = AutoModelForImageTextToText.from_pretrained(init)
+    vc = VisionConfig(steps=2, batch=3, held_out=4, log_every=2, part_by_category=True)
+    (tmp_path / "run").mkdir()
+    demo_vision.train_vision(model, enc.proc, vc, seed=0, photo_size=96, bf16=False, run_dir=tmp_path / "run",
+                             log=lambda _: None)  # fmt: skip
+    rows = [json.loads(x) for x in (tmp_path / "run" / "vision_metrics.jsonl").read_text().splitlines()]
+    assert all(0.0 <= r["acc_part"] <= 1.0 for r in rows) and 0.0 <= rows[-1]["held_acc_part"] <= 1.0
+    with pytest.raises(ValueError, match="object_pool"):
+        demo_vision.train_vision(model, enc.proc, VisionConfig(steps=1, part_by_category=True, object_pool=False),
+                                 seed=0, photo_size=96, bf16=False, run_dir=tmp_path, log=lambda _: None)  # fmt: skip

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 from pathlib import Path
 
@@ -13,7 +12,6 @@ from click.testing import CliRunner
 from tests.conftest import BENCH_CATEGORIES as CATEGORIES
 from tests.conftest import SMALL_TRAIN as SMALL
 from tests.conftest import write_benchmark
-from trainer import eval as eval_module
 from trainer.cli import main
 from trainer.eval import caption_hit, format_table, identification_accuracy, recognition_metrics
 
@@ -21,10 +19,6 @@ from trainer.eval import caption_hit, format_table, identification_accuracy, rec
 P_YES_TOLERANCE = 1e-3
 
 pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
-
-
-def test_doctests():
-    assert doctest.testmod(eval_module).failed == 0
 
 
 @pytest.mark.parametrize(
