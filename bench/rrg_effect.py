@@ -7,7 +7,8 @@ Each speaker describes every concept from its first photo; the same listener, th
 through llama.cpp, then scores every photo against every description. Printed side by side:
 recognition accuracy on positives / negatives / their mean, identification among K (the target photo's
 concept against the K-1 most similar other concepts, look-alikes first), the listener's caption naming
-the right concept, and the share of descriptions that mention scene, position or pose.
+the right concept, and the share of descriptions that mention scene, position or pose; then, per attribute
+(colour, secondary colour, pattern, part, mark), the share of descriptions that name it right.
 
 The speakers are the shipped GGUFs: the base (pre-trained only) and the base with the shipped RRG LoRA
 applied at load time (what `rrg demo` runs). `--model-dir` points at another build's shipped folder.
@@ -27,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> int:
+    from rrg_local.demo.attributes import ATTRIBUTES
     from rrg_local.demo.run import MODEL_DIR, shipped_model
     from rrg_local.demo.world import generate_benchmark
     from trainer.demo_tasks import held_out
@@ -50,8 +52,8 @@ def main() -> int:
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         bench = Path(tmp) / "held-out"
-        generate_benchmark(bench, seed=args.seed, n_concepts=args.concepts, photos_per_concept=args.photos,
-                           accept=held_out)  # fmt: skip
+        world = generate_benchmark(bench, seed=args.seed, n_concepts=args.concepts, photos_per_concept=args.photos,
+                                   accept=held_out)  # fmt: skip
         data = eval_data(bench, bench / "categories.csv", all_concepts=True, k=args.k, seed=args.seed)
         start = time.monotonic()
         backend = GGUFBackend.open(model.text, model.mmproj, lora=args.model_dir / lora["path"],
@@ -70,13 +72,32 @@ def main() -> int:
     se = ((before * (1 - before) + after * (1 - after)) / n) ** 0.5
     print(f"\nidentification, RRG - untrained: {100 * (after - before):+.1f} points "
           f"(standard error {100 * se:.1f} over {n} games, the two taken as independent)")  # fmt: skip
+    print("\ndescriptions naming each attribute right (of the concepts described):")
+    print(f"{'attribute':<12}" + "".join(f"{name:>14}" for name in columns))
+    named = {name: named_right(col["descriptions"], world.concepts) for name, col in columns.items()}
+    for attribute in ATTRIBUTES:
+        print(f"{attribute:<12}" + "".join(f"{named[name][attribute]:>14.3f}" for name in columns))
     for name, col in columns.items():
         print(f"\n{name} descriptions (first 4):")
         for concept, (coarse, detailed) in list(col["descriptions"].items())[:4]:
             print(f"  {concept}: {coarse} {detailed}")
     if args.json:
-        args.json.write_text(json.dumps(columns, indent=1))
+        args.json.write_text(json.dumps({name: col | {"named_right": named[name]} for name, col in columns.items()},
+                                        indent=1))  # fmt: skip
     return 0
+
+
+def named_right(descriptions: dict, concepts: dict) -> dict[str, float]:
+    """Per attribute: the share of concepts whose description (coarse + detailed) names it right."""
+    from rrg_local.demo.attributes import ATTRIBUTES, read_attributes
+
+    right = dict.fromkeys(ATTRIBUTES, 0)
+    for name, texts in descriptions.items():
+        concept = concepts[name]
+        said = read_attributes(concept.category, " ".join(texts))
+        for attribute in ATTRIBUTES:
+            right[attribute] += said[attribute] == getattr(concept, attribute)
+    return {k: v / max(1, len(descriptions)) for k, v in right.items()}
 
 
 if __name__ == "__main__":

@@ -142,3 +142,28 @@ def describe_truth(concept: Concept) -> str:
     joiner = " with " if concept.pattern == "plain" else ", "
     detail = f"The {name} {surface}{joiner}{_part_phrase(concept)} and {_article(concept.mark)} {concept.mark} mark."
     return f"{coarse} <detailed>{detail}</detailed>"
+
+
+def read_attributes(category: str, text: str) -> dict[str, str | None]:
+    """What a description in the world's words says of an object of `category`: each attribute's value as
+    named in `text`, None where it names none (how descriptions are scored against the truth).
+
+    >>> mug = Concept("mug", "red", "blue", "stripes", "square", "star")
+    >>> read_attributes("mug", describe_truth(mug)) == {k: v for k, v in mug.attributes().items() if k != "category"}
+    True
+    >>> read_attributes("ball", "A photo of a teal ball. The teal ball is plain with a moon mark.")["pattern"]
+    'plain'
+    """
+    low = f" {text.lower()} "
+    found: dict[str, str | None] = dict.fromkeys(ATTRIBUTES)
+    found["colour"] = next((c for c in COLOURS if f" {c} {category}" in low), None)
+    found["pattern"] = "plain" if " is plain" in low else next((p for p in PATTERNS[1:] if f" {p}" in low), None)
+    for variant in PARTS[category][1]:
+        for second in COLOURS:
+            probe = Concept(category, "red", second, "plain", variant, "star")
+            if f" {_part_phrase(probe)}" in low:
+                found["part"], found["secondary"] = variant, second
+    if found["secondary"] is None and found["pattern"] not in (None, "plain"):
+        found["secondary"] = next((c for c in COLOURS if f" {c} {found['pattern']}" in low), None)
+    found["mark"] = next((m for m in MARKS if f" {m} mark" in low), None)
+    return found

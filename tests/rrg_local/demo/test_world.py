@@ -14,7 +14,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rrg_local.demo.attributes import ATTRIBUTES, COLOURS, PARTS, differing_attributes, is_valid, random_concept
+from rrg_local.demo.attributes import (
+    ATTRIBUTES,
+    COLOURS,
+    PARTS,
+    differing_attributes,
+    is_valid,
+    random_concept,
+    read_attributes,
+)
 from rrg_local.demo.objects import draw_object
 from rrg_local.demo.world import (
     CATEGORIES,
@@ -186,3 +194,16 @@ def test_demo_world_never_imports_torch():
 def test_too_small_photos_are_refused():
     with pytest.raises(ValueError, match="below 64 px"):
         render_photo([], "beach", random.Random(0), 48)
+
+
+def test_descriptions_are_read_back_attribute_by_attribute():
+    rng = random.Random(5)
+    for _ in range(200):
+        concept = random_concept(rng)
+        truth = {k: v for k, v in concept.attributes().items() if k != "category"}
+        assert read_attributes(concept.category, describe_truth(concept)) == truth
+        for other in lookalikes(concept, rng):  # one attribute apart: read as exactly that difference
+            read = read_attributes(concept.category, describe_truth(other))
+            assert [k for k in truth if read[k] != truth[k]] == differing_attributes(concept, other)
+    said = read_attributes("mug", "A photo of a red mug. The red mug has a star mark on the beach.")
+    assert said == {"colour": "red", "secondary": None, "pattern": None, "part": None, "mark": "star"}
