@@ -276,16 +276,15 @@ def evaluate(
         return round(sum(values) / len(values), 4) if values else float("nan")
 
     rec = [r for r in rows if r["task"] == "recognition"]
-    pos = mean([r["correct"] for r in rec if not r["negative"]])
-    neg_rows = [r for r in rec if r["negative"]]
-    neg = mean([r["correct"] for r in neg_rows])
+    pos_rows, neg_rows = [r for r in rec if not r["negative"]], [r for r in rec if r["negative"]]
+    pos, neg = mean([r["correct"] for r in pos_rows]), mean([r["correct"] for r in neg_rows])
     return {
         "speaker_token_acc": mean([r["token_acc"] for r in rows if r["task"] == "speaker"]),
         "question_token_acc": mean([r["token_acc"] for r in rows if r["task"] == "question"]),
         "recognition_pos": pos,
         "recognition_neg": neg,
         "recognition_weighted": round((pos + neg) / 2, 4),
-        "recognition_auc": auc([r["p_first"] for r in rec if not r["negative"]], [r["p_first"] for r in neg_rows]),
+        "recognition_auc": auc([r["p_first"] for r in pos_rows], [r["p_first"] for r in neg_rows]),
         "identification": mean([r["correct"] for r in rows if r["task"] == "identification"]),
     }
 
