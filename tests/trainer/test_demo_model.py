@@ -122,13 +122,18 @@ def test_stage_a_can_name_parts_by_category(tmp_path):
     config = small()
     init = dm.init_model(config, tmp_path)
     enc = dm.Encoder(init)
-    model = AutoModelForImageTextToText.from_pretrained(init)
-    vc = VisionConfig(steps=2, batch=3, held_out=4, log_every=2, part_by_category=True)
-    (tmp_path / "run").mkdir()
-    demo_vision.train_vision(model, enc.proc, vc, seed=0, photo_size=96, bf16=False, run_dir=tmp_path / "run",
-                             log=lambda _: None)  # fmt: skip
-    rows = [json.loads(x) for x in (tmp_path / "run" / "vision_metrics.jsonl").read_text().splitlines()]
+    states = {}
+    for by_category in (False, True):
+        model = AutoModelForImageTextToText.from_pretrained(init)
+        vc = VisionConfig(steps=2, batch=3, held_out=4, log_every=2, part_by_category=by_category)
+        run = tmp_path / f"run-{by_category}"
+        run.mkdir()
+        states[by_category] = demo_vision.train_vision(model, enc.proc, vc, seed=0, photo_size=96, bf16=False,
+                                                       run_dir=run, log=lambda _: None)  # fmt: skip
+    rows = [json.loads(x) for x in (tmp_path / "run-True" / "vision_metrics.jsonl").read_text().splitlines()]
     assert all(0.0 <= r["acc_part"] <= 1.0 for r in rows) and 0.0 <= rows[-1]["held_acc_part"] <= 1.0
+    # Same seed, same photos: only the part head's classes differ, and the tower learns something else.
+    assert any(not torch.equal(states[False][k], states[True][k]) for k in states[False])
     with pytest.raises(ValueError, match="object_pool"):
         demo_vision.train_vision(model, enc.proc, VisionConfig(steps=1, part_by_category=True, object_pool=False),
                                  seed=0, photo_size=96, bf16=False, run_dir=tmp_path, log=lambda _: None)  # fmt: skip
