@@ -268,6 +268,37 @@ def recognition_pairs(
     return out
 
 
+@dataclass(frozen=True)
+class Probe:
+    """One recognition question of `listener_probes`: the description of `described`, a photo of `shown`."""
+
+    kind: str  # "positive", "lookalike:<attribute>", "same category", "other category"
+    described: Concept
+    description: Description
+    shown: Concept
+
+
+def listener_probes(rng: random.Random, n: int) -> list[Probe]:
+    """Per held-out concept, its complete description against a photo of itself, of each look-alike (one per
+    attribute), of another concept of its category and of one of another category: which differences the
+    yes/no listener sees (`bench/listener_probe.py`)."""
+    out = []
+    for _ in range(n):
+        concept = draw_concept(rng, evaluation=True)
+        desc = describe(concept, rng, style="complete")
+        out.append(Probe("positive", concept, desc, concept))
+        for look in lookalikes(concept, rng):
+            (attribute,) = [a for a in ATTRIBUTES if getattr(look, a) != getattr(concept, a)]
+            out.append(Probe(f"lookalike:{attribute}", concept, desc, look))
+        other = rng.choice([c for c in CATEGORIES if c != concept.category])
+        for kind, category in (("same category", concept.category), ("other category", other)):
+            shown = draw_concept(rng, evaluation=True, category=category)
+            while shown == concept:
+                shown = draw_concept(rng, evaluation=True, category=category)
+            out.append(Probe(kind, concept, desc, shown))
+    return out
+
+
 def prompts_yes(flag: bool) -> str:
     return "Yes" if flag else "No"
 

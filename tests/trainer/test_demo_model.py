@@ -137,3 +137,31 @@ def test_stage_a_can_name_parts_by_category(tmp_path):
     with pytest.raises(ValueError, match="object_pool"):
         demo_vision.train_vision(model, enc.proc, VisionConfig(steps=1, part_by_category=True, object_pool=False),
                                  seed=0, photo_size=96, bf16=False, run_dir=tmp_path, log=lambda _: None)  # fmt: skip
+
+
+def test_decision_apart_weighs_the_decision_the_same_whatever_the_answer_length(tmp_path):
+    """Averaged with the answer's other tokens, a Yes whose description is also a target (~25 tokens) weighed
+    far less than a bare No; apart, the per-sample loss is the other tokens' mean plus weight x the decision's."""
+    import torch.nn.functional as F
+    from transformers import AutoModelForImageTextToText
+
+    init = dm.init_model(small(), tmp_path)
+    model = AutoModelForImageTextToText.from_pretrained(init)
+    enc = dm.Encoder(init)
+    rng = random.Random(0)
+    samples = [s for _ in range(3) for s in dm.demo_tasks.recognition_pairs(rng, size=96)]
+    batch = enc(samples, model)
+    mixed, logits = dm.answer_loss(model, batch, decision_weight=3.0)
+    apart, _ = dm.answer_loss(model, batch, decision_weight=3.0, decision_apart=True)
+    labels = batch["labels"][:, 1:]
+    ce = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="none")
+    ce = ce.view(labels.shape)
+    for i, pos in enumerate(batch["decisions"]):
+        mask = labels[i] != -100
+        others = mask.clone()
+        others[pos] = False
+        rest = ce[i][others].mean()
+        assert torch.allclose(apart[i], rest + 3.0 * ce[i, pos], atol=1e-5)
+        assert torch.allclose(mixed[i], (ce[i][others].sum() + 3.0 * ce[i, pos]) / (others.sum() + 3.0), atol=1e-5)
+    lengths = [int((labels[i] != -100).sum()) for i in range(len(samples))]
+    assert max(lengths) > 3 * min(lengths)  # Yes samples carry their description as a target: the case it fixes

@@ -108,3 +108,19 @@ def test_corpus_covers_the_world_vocabulary():
     text = " ".join(dt.corpus_lines(n=200))
     for word in ("teddy", "backpack", "cactus", "spoked", "checks", "diamond", "teal", "snout"):
         assert word in text
+
+
+def test_listener_probes_differ_from_the_described_concept_as_their_kind_says():
+    probes = dt.listener_probes(random.Random(3), 30)
+    kinds = {p.kind for p in probes}
+    assert kinds == {"positive", "same category", "other category"} | {f"lookalike:{a}" for a in dt.ATTRIBUTES}
+    for p in probes:
+        assert dt.held_out(p.described)  # its look-alikes may be trained concepts, as in the runtime
+        assert dt.consistent(p.described, p.description.named, p.shown) == (p.kind == "positive")
+        changed = [a for a in ("category", *dt.ATTRIBUTES) if getattr(p.shown, a) != getattr(p.described, a)]
+        if p.kind.startswith("lookalike:"):
+            assert changed == [p.kind.split(":")[1]]
+        elif p.kind == "same category":
+            assert changed and "category" not in changed
+        elif p.kind == "other category":
+            assert "category" in changed
