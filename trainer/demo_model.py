@@ -333,9 +333,17 @@ def _lr(config: DemoConfig, step: int) -> float:
 
 
 def init_model(config: DemoConfig, run_dir: Path) -> Path:
+    """`run_dir/init`: a fresh seeded model, or for a warm-started phase a copy of the model it starts from
+    (whose tokenizer the phase must keep: a fresh one for another `seed` would split words differently)."""
+    import shutil
+
     init = run_dir / "init"
     if not (init / "config.json").exists():
-        build_tiny(init, config.shape, corpus=demo_tasks.corpus_lines(seed=config.seed))
+        if config.warm_start:
+            shutil.rmtree(init, ignore_errors=True)
+            shutil.copytree(config.warm_start, init)
+        else:
+            build_tiny(init, config.shape, corpus=demo_tasks.corpus_lines(seed=config.seed))
     return init
 
 

@@ -165,3 +165,13 @@ def test_decision_apart_weighs_the_decision_the_same_whatever_the_answer_length(
         assert torch.allclose(mixed[i], (ce[i][others].sum() + 3.0 * ce[i, pos]) / (others.sum() + 3.0), atol=1e-5)
     lengths = [int((labels[i] != -100).sum()) for i in range(len(samples))]
     assert max(lengths) > 3 * min(lengths)  # Yes samples carry their description as a target: the case it fixes
+
+
+def test_a_warm_started_phase_with_another_seed_keeps_the_tokenizer_it_starts_from(tmp_path):
+    first = dm.pretrain(small(steps=2), tmp_path / "a", log=lambda _: None)
+    phase = small(steps=1, seed=1, warm_start=str(first), vision=VisionConfig(steps=0))
+    out = dm.pretrain(phase, tmp_path / "b", log=lambda _: None)
+    text = "The red mug has blue stripes, a square blue handle and a star mark."
+    assert dm.Encoder(out).ids(text) == dm.Encoder(first).ids(text)
+    fresh = dm.init_model(small(seed=1), tmp_path / "c")  # what the phase used to tokenize with
+    assert dm.Encoder(fresh).ids(text) != dm.Encoder(first).ids(text)
