@@ -267,6 +267,29 @@ def score(samples: Sequence, batch: dict, logits: Any, encoder: Encoder) -> list
     return out
 
 
+def answer_logliks(
+    model: Any, encoder: Encoder, samples: Sequence, batch_size: int = 32, *, bf16: bool = False
+) -> list[float]:
+    """Per sample, the log-probability (natural log, summed over tokens) of its whole answer given its prompt
+    and photo: with a description as the speaker's answer, how well the photo explains that caption."""
+    import torch
+    import torch.nn.functional as F
+
+    out: list[float] = []
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, len(samples), batch_size):
+            batch = encoder(samples[i : i + batch_size], model)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = model(**batch["inputs"]).logits
+            labels = batch["labels"][:, 1:]
+            ce = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-100,
+                                 reduction="none").view(labels.shape)  # fmt: skip
+            out += (-ce.sum(1)).tolist()
+    model.train()
+    return out
+
+
 def evaluate(
     model: Any, encoder: Encoder, samples: Sequence, batch_size: int = 32, *, bf16: bool = False
 ) -> dict[str, float]:

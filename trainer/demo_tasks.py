@@ -190,8 +190,13 @@ def speaker_sample(rng: random.Random, *, evaluation: bool = False, size: int = 
     concept = draw_concept(rng, evaluation=evaluation)
     img, truth = _photo(rng, [concept], size)
     desc = describe(concept, rng, style="casual" if rng.random() < p_casual else "complete", truth=truth)
+    return caption_sample(concept.category, desc, img)
+
+
+def caption_sample(category: str, desc: Description, img: Image.Image) -> Sample:
+    """The speaker's task on `img` with `desc` as its answer, in the runtime's format."""
     segments = ("<coarse>", f"{desc.coarse}</coarse>", "\n<detailed>", f"{desc.detailed}</detailed>")
-    return Sample("speaker", prompts.speaker(REF, concept.category), img, segments)
+    return Sample("speaker", prompts.speaker(REF, category), img, segments)
 
 
 def _negative(rng: random.Random, concept: Concept, hard: float, evaluation: bool) -> Concept:
@@ -296,6 +301,18 @@ def listener_probes(rng: random.Random, n: int) -> list[Probe]:
             while shown == concept:
                 shown = draw_concept(rng, evaluation=True, category=category)
             out.append(Probe(kind, concept, desc, shown))
+    return out
+
+
+def paired_photos(probes: Sequence[Probe], seed: int, size: int = 224) -> list[tuple[Image.Image, PhotoTruth]]:
+    """One photo per probe; the probes of one concept (consecutive, as `listener_probes` lists them) share one
+    rng seed, hence the scene, the distractors and the object's size and tilt; where it lands and the light can
+    still differ (placement retries depend on the object's outline), so the comparison is paired, not exact."""
+    out, group = [], -1
+    for probe in probes:
+        group += probe.kind == "positive"
+        rng = random.Random(seed * 100_003 + group)
+        out.append(render_photo([probe.shown], rng.choice(SCENES), rng, size))
     return out
 
 

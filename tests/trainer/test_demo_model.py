@@ -175,3 +175,25 @@ def test_a_warm_started_phase_with_another_seed_keeps_the_tokenizer_it_starts_fr
     assert dm.Encoder(out).ids(text) == dm.Encoder(first).ids(text)
     fresh = dm.init_model(small(seed=1), tmp_path / "c")  # what the phase used to tokenize with
     assert dm.Encoder(fresh).ids(text) != dm.Encoder(first).ids(text)
+
+
+def test_answer_logliks_are_the_summed_log_probability_of_each_answer(tmp_path):
+    """The caption probe's score, per sample, equals the model's own mean answer loss times the answer's length
+    (a shift or a padding mistake would not), and a longer answer of the same photo scores lower."""
+    from transformers import AutoModelForImageTextToText
+
+    init = dm.init_model(small(), tmp_path)
+    model = AutoModelForImageTextToText.from_pretrained(init)
+    enc = dm.Encoder(init)
+    rng = random.Random(4)
+    samples = [dm.demo_tasks.speaker_sample(rng, size=96) for _ in range(3)]
+    batched = dm.answer_logliks(model, enc, samples, batch_size=3)
+    for sample, got in zip(samples, batched, strict=True):
+        batch = enc([sample], model)
+        with torch.no_grad():
+            loss = model(**batch["inputs"], labels=batch["labels"]).loss
+        n = int((batch["labels"][:, 1:] != -100).sum())
+        assert got == pytest.approx(-float(loss) * n, rel=1e-4)
+    short = samples[0]
+    longer = dm.demo_tasks.Sample(short.task, short.messages, short.image, (*short.segments, " And more words."))
+    assert dm.answer_logliks(model, enc, [longer])[0] < batched[0]

@@ -110,6 +110,23 @@ def test_corpus_covers_the_world_vocabulary():
         assert word in text
 
 
+def test_paired_photos_show_each_concepts_probes_in_one_layout():
+    probes = dt.listener_probes(random.Random(5), 6)
+    photos = dt.paired_photos(probes, seed=5, size=96)
+    assert len(photos) == len(probes)
+    layouts = []
+    for probe, (img, truth) in zip(probes, photos, strict=True):
+        (main,) = [o for o in truth.objects if not o.is_distractor]
+        assert main.concept == probe.shown and img.size == (96, 96)
+        others = tuple(o.concept for o in truth.objects if o.is_distractor)
+        layout = (truth.scene, main.scale, main.angle, others)
+        if probe.kind == "positive":
+            layouts.append(layout)
+        else:  # its concept's own photo's scene, size, tilt and distractors (the place may move: the outline differs)
+            assert layout == layouts[-1]
+    assert len(set(layouts)) == len(layouts) == 6  # but every concept gets its own
+
+
 def test_listener_probes_differ_from_the_described_concept_as_their_kind_says():
     probes = dt.listener_probes(random.Random(3), 30)
     kinds = {p.kind for p in probes}
