@@ -24,10 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> int:
-    import torch
-    from transformers import AutoModelForImageTextToText
-
-    from trainer.demo_model import Encoder, answer_logliks, auc
+    from trainer.demo_model import answer_logliks, auc, open_hf
     from trainer.demo_tasks import caption_sample, listener_probes, paired_photos
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -37,12 +34,10 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    if not (args.hf / "config.json").exists():
-        ap.error(f"{args.hf} is not an HF model folder (no config.json)")
-
-    torch.set_num_threads(args.threads)
-    model = AutoModelForImageTextToText.from_pretrained(args.hf, dtype=torch.float32)
-    encoder = Encoder(args.hf)
+    try:
+        model, encoder = open_hf(args.hf, args.threads)
+    except ValueError as e:
+        ap.error(str(e))
     probes = listener_probes(random.Random(args.seed), args.concepts)
     photos = paired_photos(probes, args.seed, args.size)
     samples = [

@@ -56,9 +56,8 @@ def main() -> int:
     import torch
     import torch.nn.functional as F
     from PIL import Image
-    from transformers import AutoModelForImageTextToText
 
-    from trainer.demo_model import Encoder, auc, score
+    from trainer.demo_model import auc, open_hf, score
     from trainer.demo_tasks import listener_probes
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -74,12 +73,10 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, help="save the trained model here")
     args = ap.parse_args()
-    if not (args.hf / "config.json").exists():
-        ap.error(f"{args.hf} is not an HF model folder (no config.json)")
-
-    torch.set_num_threads(args.threads)
-    model = AutoModelForImageTextToText.from_pretrained(args.hf, dtype=torch.float32)
-    encoder = Encoder(args.hf)
+    try:
+        model, encoder = open_hf(args.hf, args.threads)
+    except ValueError as e:
+        ap.error(str(e))
     blank = Image.new("RGB", (224, 224), (128, 128, 128))
     focus = set(filter(None, args.focus.split(",")))
     probes = listener_probes(random.Random(777), args.concepts)

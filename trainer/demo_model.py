@@ -267,6 +267,17 @@ def score(samples: Sequence, batch: dict, logits: Any, encoder: Encoder) -> list
     return out
 
 
+def open_hf(model_dir: Path, threads: int = 2) -> tuple[Any, Encoder]:
+    """A demo build's HF folder (`RUN/pretrain/hf`, `RUN/listener/hf`) as (model in float32, its encoder)."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    if not (Path(model_dir) / "config.json").exists():
+        raise ValueError(f"{model_dir} is not an HF model folder (no config.json)")
+    torch.set_num_threads(threads)
+    return AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32), Encoder(model_dir)
+
+
 def answer_logliks(
     model: Any, encoder: Encoder, samples: Sequence, batch_size: int = 32, *, bf16: bool = False
 ) -> list[float]:

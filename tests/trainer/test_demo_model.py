@@ -197,3 +197,11 @@ def test_answer_logliks_are_the_summed_log_probability_of_each_answer(tmp_path):
     short = samples[0]
     longer = dm.demo_tasks.Sample(short.task, short.messages, short.image, (*short.segments, " And more words."))
     assert dm.answer_logliks(model, enc, [longer])[0] < batched[0]
+
+
+def test_open_hf_loads_a_build_folder_and_names_a_wrong_one(tmp_path):
+    init = dm.init_model(small(), tmp_path / "run")
+    model, enc = dm.open_hf(init, threads=1)
+    assert model.config.text_config.hidden_size == SMALL.hidden_size and enc.ids("mug")
+    with pytest.raises(ValueError, match="not an HF model folder"):
+        dm.open_hf(tmp_path)
