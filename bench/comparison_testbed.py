@@ -34,9 +34,9 @@ def reasoned(described, desc, shown, rng: random.Random, image):
     _, truth = render_photo([shown], rng.choice(SCENES), rng, 64, n_distractors=0)
     answer = dt.prompts_yes(dt.consistent(described, desc.named, shown))
     text = replace(desc.text(), name=rng.choice(dt.NAMES), category=described.category)
-    segments = ('{"Reasoning": "', dt.seen_sentence(shown, truth) + '"', ', "Answer": "', answer, '"}')
+    segments, at = dt.reasoning_first(answer, dt.seen_sentence(shown, truth))
     messages = prompts.recognition(dt.REF, text)
-    return dt.Sample("recognition", messages, image, segments, 3, ("Yes", "No"), int(answer == "No"))
+    return dt.Sample("recognition", messages, image, segments, at, ("Yes", "No"), int(answer == "No"))
 
 
 def train_pairs(rng: random.Random, focus: set[str], hard: float, image) -> list:

@@ -215,8 +215,13 @@ def _decision_segments(rng: random.Random, answer: str, reasoning: str | None, p
     if reasoning is None or roll >= p_reasoning:
         return ('{"Answer": "', answer, '"}'), 1
     if roll < p_reasoning / 2:
-        return ('{"Reasoning": "', reasoning + '"', ', "Answer": "', answer, '"}'), 3
+        return reasoning_first(answer, reasoning)
     return ('{"Answer": "', answer, '", "Reasoning": "', reasoning + '"', "}"), 1
+
+
+def reasoning_first(answer: str, reasoning: str) -> tuple[tuple[str, ...], int]:
+    """`{"Reasoning": "...", "Answer": "X"}` in segments, and the index of the answer's segment."""
+    return ('{"Reasoning": "', reasoning + '"', ', "Answer": "', answer, '"}'), 3
 
 
 def recognition_sample(
