@@ -50,7 +50,8 @@ class Settings:
     # stage 2 (each concept: at most budget / concepts); 0 disables the budget.
     tag_stage2_budget: float = 0.3
     tag_top_k: int = 3  # concepts per photo handed to stage 2
-    # Stage 2: "identify" (one listener call per photo among its candidates) or "recognize" (one per candidate).
+    # Stage 2: "identify" (one listener call per photo among its candidates), "recognize" (one per candidate) or
+    # "likelihood" (each candidate's description scored as a caption of the photo, against its own photos).
     tag_stage2: str = "identify"
     notices: tuple[str, ...] = field(default=(), compare=False)
 
@@ -74,7 +75,7 @@ class Settings:
 
 _EDITABLE = {f.name for f in fields(Settings)} - {"home", "notices"}
 _FRACTIONS = {"tag_background_quantile", "tag_stage2_budget"}
-_CHOICES = {"tag_stage2": ("identify", "recognize")}
+_CHOICES = {"tag_stage2": ("identify", "recognize", "likelihood")}
 
 
 def default_home(environ: dict[str, str] | None = None) -> Path:

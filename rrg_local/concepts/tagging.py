@@ -1,17 +1,18 @@
 """Two-stage auto-tagging: cheap retrieval for every photo, one listener call only for the candidates.
 
 Stage 1 (`retrieve`, pure): the photo's embedding against each concept's positive photos (references and
-confirmed); a concept is a candidate when its best similarity clears the concept's stage-1 threshold,
-calibrated from its own references so that they would all pass (recall first). Stage 2, only for photos
-with candidates: one recognition call (P(Yes)) for a single candidate, or one identification call among
-the top-K with a "None" answer (`stage2 = "recognize"`: P(Yes) for each candidate instead, so that a photo
-of Bo with grandma gets both tags). The best-scoring candidate (with "recognize", every candidate) becomes
-a suggestion, with its reasoning, when its score clears that concept's threshold (`decide`,
-`decide_all`): calibrated from the person's confirmations and rejections (`calibrate`), else from the
-concept's own photos (`rrg_local.concepts.calibration`), else the default. `Tagger.run()` works
-through the `tag` jobs, so an interrupted run resumes. VLM calls are counted: with N photos and C
-concepts, stage 2 costs at most one call per photo whatever C is in "identify" mode (plus one short
-reasoning call per suggestion, and a calibration of a few calls per concept after a concept changed).
+confirmed); a concept is a candidate when its best similarity clears the concept's stage-1 threshold, calibrated
+from its own references so that they would all pass (recall first). Stage 2, only for photos with candidates: one
+recognition call (P(Yes)) for a single candidate, or one identification call among the top-K with a "None" answer
+(`stage2 = "recognize"`: P(Yes) for each candidate instead, so that a photo of Bo with grandma gets both tags;
+`stage2 = "likelihood"`: each candidate's description scored as a caption of the photo against the concept's own
+photos, `likelihood_score`). The best-scoring candidate (with "recognize" or "likelihood", every candidate) becomes
+a suggestion, with its reasoning, when its score clears that concept's threshold (`decide`, `decide_all`):
+calibrated from the person's confirmations and rejections (`calibrate`), else from the concept's own photos
+(`rrg_local.concepts.calibration`), else the default. `Tagger.run()` works through the `tag` jobs, so an
+interrupted run resumes. VLM calls are counted: with N photos and C concepts, stage 2 costs at most one call per
+photo whatever C is in "identify" mode (plus one short reasoning call per suggestion, and a calibration of a few
+calls per concept after a concept changed).
 """
 
 from __future__ import annotations
@@ -26,14 +27,16 @@ from rrg_local.concepts.embeddings import EmbeddingStore
 from rrg_local.concepts.store import Concept, ConceptStore
 from rrg_local.jobs import KIND_TAG, Jobs
 from rrg_local.vlm import prompts, tasks
-from rrg_local.vlm.protocol import VisionError, VisionModel
+from rrg_local.vlm.protocol import ImageRef, VisionError, VisionModel
 
 
 @dataclass(frozen=True)
 class TagConfig:
     top_k: int = 3
     # "identify": one call per photo among its top-k candidates; "recognize": P(Yes) for each candidate
-    # (k calls, the photo cached), for a listener that judges one description better than it compares k.
+    # (k calls, the photo cached), for a listener that judges one description better than it compares k;
+    # "likelihood": how well the photo explains each candidate's description (`likelihood_score`), for a model
+    # whose captions see more than its yes/no answers (the demo model's did, on colour and category).
     stage2: str = "identify"
     stage1_floor: float = 0.0  # never below this, whatever the calibration says
     stage1_default: float = 0.9  # for a concept with one positive photo (nothing to calibrate from)
@@ -82,6 +85,24 @@ class TagReport:
     @property
     def vlm_calls(self) -> int:
         return self.stage2_calls + self.reasoning_calls + self.calibration_calls
+
+
+LIKELIHOOD_MARGIN = 2.0  # nats: how much worse than its own photos a photo may explain a description at 0.5
+MAX_CAPTION_REFERENCES = 8
+
+
+def likelihood_score(logprob: float, references: Sequence[float], margin: float = LIKELIHOOD_MARGIN) -> float:
+    """A caption likelihood on the listener's 0-1 scale (pure): sigmoid(log P(description | photo) - the median
+    over the concept's own photos + `margin`). A photo that explains the description as well as the concept's
+    own photos do scores sigmoid(margin) (0.88); each nat worse moves it down the sigmoid.
+
+    >>> round(likelihood_score(-20.0, [-19.0, -20.0, -25.0]), 3), round(likelihood_score(-30.0, [-20.0]), 4)
+    (0.881, 0.0003)
+    """
+    if not references:
+        raise ValueError("a caption likelihood needs the concept's own photos to compare with")
+    x = logprob - float(np.median(references)) + margin
+    return float(1.0 / (1.0 + np.exp(-x)))
 
 
 @dataclass(frozen=True)
@@ -212,6 +233,7 @@ class Tagger:
         self.store = ConceptStore(db)
         self.config = config
         self.calibrated: dict[int, float] = {}  # concept id -> stage-2 threshold (`calibration.calibrate_all`)
+        self._captions: dict[tuple, list[tuple[ImageRef, float]]] = {}  # "likelihood": own photos' scores
 
     def prototypes(self) -> list[Prototype]:
         protos = []
@@ -235,6 +257,15 @@ class Tagger:
         stays in the runtime's cache: each further candidate costs its description's tokens). The calibration
         (`rrg_local.concepts.calibration`) makes the same call, so its thresholds are on the same scale."""
         texts = [prompts.ConceptText(c.name, c.category, c.coarse, c.detailed) for c in concepts]
+        if self.config.stage2 == "likelihood":
+            scores, calls = [], len(texts)
+            for concept, text in zip(concepts, texts, strict=True):
+                refs, new_calls = self.caption_references(concept, text)
+                calls += new_calls
+                own = [lp for ref, lp in refs if ref != image] or [lp for _, lp in refs]  # leave this photo out
+                scores.append(likelihood_score(tasks.caption_likelihood(self.model, image, text).logprob, own))
+            asks = tuple(prompts.recognition(image, t) for t in texts)
+            return Stage2(tuple(scores), asks, ("Yes",) * len(texts), calls=calls)
         if len(texts) == 1 or self.config.stage2 == "recognize":
             recs = [tasks.recognize(self.model, image, t, reasoning=False) for t in texts]
             asks = tuple(prompts.recognition(image, t) for t in texts)
@@ -243,6 +274,19 @@ class Tagger:
         labels = prompts.letters(len(texts))
         ask = prompts.identification(image, texts, none_option=True)
         return Stage2(tuple(ident.probs[x] for x in labels), (ask,) * len(texts), labels)
+
+    def caption_references(
+        self, concept: Concept, text: prompts.ConceptText
+    ) -> tuple[list[tuple[ImageRef, float]], int]:
+        """The concept's description scored as a caption of each of its own photos (up to 8), computed once
+        per description and set of photos; returns them and how many model calls that took now."""
+        photos = sorted(self.store.positives(concept))[:MAX_CAPTION_REFERENCES]
+        key = (concept.id, text.category, text.coarse, text.detailed, tuple(photos))
+        if key in self._captions:
+            return self._captions[key], 0
+        refs = [(ref, tasks.caption_likelihood(self.model, ref, text).logprob) for ref in map(self.emb.image, photos)]
+        self._captions[key] = refs
+        return refs, len(refs)
 
     def threshold(self, concept: Concept) -> float:
         """A person's calibration (their verdicts) first, then the concept's own (`calibration`), else the default."""
@@ -265,7 +309,7 @@ class Tagger:
         result = self.stage2(self.emb.image(photo_id), [p.concept for p, _ in hits])
         report.stage2_calls += result.calls
         thresholds = [self.threshold(p.concept) for p, _ in hits]
-        if self.config.stage2 == "recognize":  # each candidate judged on its own: a photo can show several
+        if self.config.stage2 in ("recognize", "likelihood"):  # each candidate on its own: a photo can show several
             picked = decide_all(result.scores, thresholds)
         else:  # one answer among them: the best (on the demo library, also tagging runners-up cut precision)
             picked = [i for i in [decide(result.scores, thresholds)] if i is not None]

@@ -40,6 +40,8 @@ from rrg_local.vlm.protocol import (
     Message,
     ModelInfo,
     OnText,
+    Score,
+    Scored,
     ScriptResult,
     Step,
     VisionError,
@@ -474,11 +476,15 @@ class LlamaVisionModel:
             self._items = self._items[:keep]
             self._n_past = pos0
 
-    def _decode_tokens(self, tokens: list[int], *, logits_last: bool) -> None:
+    def _decode_tokens(self, tokens: list[int], *, logits_last: bool, logprobs: list[float] | None = None) -> None:
+        """Evaluate `tokens` after what the cache holds. With `logprobs`, append each token's log-probability
+        given what precedes it (the first one's from the logits the cache ends with) and keep every logit."""
         import llama_cpp
 
         if not tokens:
             return
+        if logprobs is not None:
+            logprobs.append(_logprob(self._logits(), tokens[0]))
         if self._n_past + len(tokens) > self.config.n_ctx:
             raise ModelError(f"prompt too long: {self._n_past + len(tokens)} tokens > context {self.config.n_ctx}")
         b = self._batch
@@ -491,10 +497,13 @@ class LlamaVisionModel:
                 b.pos[j] = self._n_past + j
                 b.n_seq_id[j] = 1
                 b.seq_id[j][0] = 0
-                b.logits[j] = logits_last and start + j == len(tokens) - 1
+                b.logits[j] = logprobs is not None or (logits_last and start + j == len(tokens) - 1)
             rc = llama_cpp.llama_decode(self._llm.ctx, b)
             if rc != 0:
                 raise ModelError(f"llama_decode failed ({rc})")
+            if logprobs is not None:  # logits at token j predict token j + 1
+                for j in range(len(part) - 1 if start + len(part) == len(tokens) else len(part)):
+                    logprobs.append(_logprob(self._logits(j), tokens[start + j + 1]))
             for j, tok in enumerate(part):
                 self._items.append(("t", tok, self._n_past + j))
             self._n_past += len(part)
@@ -547,10 +556,11 @@ class LlamaVisionModel:
 
     # ---- steps --------------------------------------------------------------------------------
 
-    def _logits(self) -> np.ndarray:
+    def _logits(self, i: int = -1) -> np.ndarray:
+        """The logits of the last decoded batch's `i`-th token (that had its logits kept); -1: the last one."""
         import llama_cpp
 
-        ptr = llama_cpp.llama_get_logits_ith(self._llm.ctx, -1)
+        ptr = llama_cpp.llama_get_logits_ith(self._llm.ctx, i)
         return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).copy()
 
     def _run_steps(self, steps: Sequence[Step], seed: int, on_text: OnText | None) -> ScriptResult:
@@ -560,9 +570,14 @@ class LlamaVisionModel:
             if isinstance(step, Force):
                 tokens = list(step.tokens) if step.tokens is not None else self._tokens(step.text)
                 self._decode_tokens(tokens, logits_last=True)
-                out: str | Choice = step.text
+                out: str | Choice | Scored = step.text
             elif isinstance(step, Choose):
                 out = self._choose(step)
+            elif isinstance(step, Score):
+                tokens = self._tokens(step.text)
+                logprobs: list[float] = []
+                self._decode_tokens(tokens, logits_last=True, logprobs=logprobs)
+                out = Scored(step.text, float(sum(logprobs)), len(tokens))
             elif isinstance(step, Generate):
                 out, n, truncated = self._generate(step, seed, on_text)
                 result.n_generated += n
@@ -570,7 +585,7 @@ class LlamaVisionModel:
             else:
                 raise TypeError(f"unknown step {step!r}")
             result.outputs.append(out)
-            result.text += out.picked if isinstance(out, Choice) else out
+            result.text += out.picked if isinstance(out, Choice) else out.text if isinstance(out, Scored) else out
             result.step_tokens.append(tuple(item[1] for item in self._items[start:]))
         return result
 
@@ -638,6 +653,13 @@ class LlamaVisionModel:
             return text, n, truncated
         finally:
             llama_cpp.llama_sampler_free(chain)
+
+
+def _logprob(logits: np.ndarray, token: int) -> float:
+    """log softmax(logits)[token], in float64."""
+    z = np.asarray(logits, dtype=np.float64)
+    top = z.max()
+    return float(z[token] - top - np.log(np.exp(z - top).sum()))
 
 
 def _compile_template(source: str):

@@ -3,8 +3,9 @@
 A request is a chat (`Message`s whose parts are text or `ImageRef`s) plus a *script* of steps that the
 model runs after the generation prompt: `Force` appends fixed text, `Generate` samples (optionally under
 a GBNF grammar), `Choose` reads the next-token distribution over a few options, records their
-probabilities and appends the most likely one. Scripts are how structured answers are guaranteed to be
-well-formed JSON and how P(Yes) is read from exactly the answer token's logits.
+probabilities and appends the most likely one, `Score` appends fixed text and records how likely the model
+found it (the caption likelihood a listener can judge a description by). Scripts are how structured answers
+are guaranteed to be well-formed JSON and how P(Yes) is read from exactly the answer token's logits.
 """
 
 from __future__ import annotations
@@ -63,7 +64,14 @@ class Choose:
     options: tuple[str, ...]
 
 
-Step = Force | Generate | Choose
+@dataclass(frozen=True)
+class Score:
+    """Append `text` and record its log-probability: each token's, given everything before it, summed."""
+
+    text: str
+
+
+Step = Force | Generate | Choose | Score
 
 
 @dataclass(frozen=True)
@@ -73,9 +81,16 @@ class Choice:
     mass: float  # probability the model put on the options' first tokens before renormalising
 
 
+@dataclass(frozen=True)
+class Scored:
+    text: str
+    logprob: float  # natural log, summed over the text's tokens
+    n_tokens: int
+
+
 @dataclass
 class ScriptResult:
-    outputs: list[str | Choice] = field(default_factory=list)  # one per step (Force: its text)
+    outputs: list[str | Choice | Scored] = field(default_factory=list)  # one per step (Force: its text)
     text: str = ""  # everything after the generation prompt
     n_generated: int = 0
     truncated: bool = False  # a Generate step hit max_tokens
@@ -84,6 +99,10 @@ class ScriptResult:
     @property
     def choices(self) -> list[Choice]:
         return [o for o in self.outputs if isinstance(o, Choice)]
+
+    @property
+    def scores(self) -> list[Scored]:
+        return [o for o in self.outputs if isinstance(o, Scored)]
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""What the product asks of a vision-language model: describe, recognize, identify, answer.
+"""What the product asks of a vision-language model: describe, recognize, identify, answer, score a caption.
 
 Each task is a prompt (`prompts`) plus a step script (`answers`) run on any `VisionModel`, then parsed.
 Callers (concepts, tagging, the CLI, the TUI) use these and never build prompts themselves.
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from rrg_local.vlm import answers, prompts
 from rrg_local.vlm.prompts import ConceptText
-from rrg_local.vlm.protocol import Force, Generate, ImageRef, OnText, VisionModel
+from rrg_local.vlm.protocol import Force, Generate, ImageRef, OnText, Score, Scored, VisionModel
 
 # The tags' contents: anything but a tag opener or a newline, then the closing tag.
 _TAG_BODY = 'root ::= [^<\\n]* "</{tag}>"'
@@ -61,6 +61,15 @@ def recognize(
     """Is the concept in the photo? With `reasoning=False` it costs one forward pass (no sampling)."""
     result = model.run(prompts.recognition(image, concept), answers.recognition_script(reasoning=reasoning))
     return answers.parse_recognition(result)
+
+
+def caption_likelihood(model: VisionModel, image: ImageRef, concept: ConceptText) -> Scored:
+    """The listener as a captioner: log P(the concept's description | photo), the description scored as the
+    speaker's answer on this photo (one forward pass over its tokens, the photo cached). Whatever the speaker
+    sees, this listener sees, with no yes/no role to learn; compare scores of one description across photos."""
+    answer = f"{concept.coarse}</coarse>\n<detailed>{concept.detailed}</detailed>"
+    result = model.run(prompts.speaker(image, concept.category), [Force("<coarse>"), Score(answer)])
+    return result.scores[0]
 
 
 def identify(

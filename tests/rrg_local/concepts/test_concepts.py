@@ -88,6 +88,35 @@ def test_two_stage_tagging_writes_suggestions_and_stays_under_one_call_per_photo
     assert {t.photo_id for t in store.tags(bo, statuses=("confirmed",))} == store.photos(bo, "reference")
 
 
+def test_likelihood_stage2_scores_captions_against_the_concepts_own_photos(db, indexed, stores, model):
+    from rrg_local.concepts.tagging import likelihood_score
+    from rrg_local.vlm import tasks
+    from rrg_local.vlm.prompts import ConceptText
+
+    store, emb = stores
+    refs = [indexed(f"refs/bo{i}.jpg") for i in range(3)]
+    bo = store.add_photos(store.add("Bo", "dog"), refs)
+    bo = store.set_description(bo, "A photo of a small dog.", "The dog has a white patch over one eye.")
+    emb.run_jobs()
+    tagger = Tagger(db, model, emb, TagConfig(stage2="likelihood", calibrate=False, reasoning=False))
+    text = ConceptText(bo.name, bo.category, bo.coarse, bo.detailed)
+    own = {p: tasks.caption_likelihood(model, emb.image(p), text).logprob for p in refs}
+    other = indexed("others/o2.jpg")
+    result = tagger.stage2(emb.image(other), [bo])
+    assert result.calls == 1 + len(refs)  # its own photos are scored once, then cached
+    expected = likelihood_score(tasks.caption_likelihood(model, emb.image(other), text).logprob, list(own.values()))
+    assert result.scores[0] == pytest.approx(expected, abs=1e-4) and result.labels == ("Yes",)
+    # One of its own photos is compared with the others only (leave one out), and nothing is scored again.
+    again = tagger.stage2(emb.image(refs[0]), [bo])
+    assert again.calls == 1
+    assert again.scores[0] == pytest.approx(likelihood_score(own[refs[0]], [own[refs[1]], own[refs[2]]]), abs=1e-4)
+    # A new description is a new caption: its references are scored afresh.
+    bo = store.set_description(bo, "A photo of a dog.", "The dog has a long tail.")
+    assert tagger.stage2(emb.image(other), [bo]).calls == 1 + len(refs)
+    report = tagger.run()
+    assert report.failed == 0 and report.stage2_calls >= report.stage1_candidates
+
+
 def test_review_turns_verdicts_into_references_and_negatives(db, indexed, stores):
     store, _ = stores
     bo = store.add_photos(store.add("Bo", "dog"), [indexed("refs/bo0.jpg")])

@@ -82,3 +82,26 @@ def test_it_describes_recognizes_identifies_and_answers(model, tmp_path):
     assert ident.label in ("A", "B", "None") and abs(sum(ident.probs.values()) - 1) < 1e-4
     answer = tasks.ask(model, image, "Where was this photo taken?", [text])
     assert answer.strip()
+
+
+def test_its_captions_tell_a_concept_from_its_colour_look_alike_and_other_objects(model, tmp_path):
+    """The caption-likelihood listener (`tasks.caption_likelihood`) on held-out concepts: the description fits the
+    concept's own photo better than the same scene with its colour look-alike or another category's object."""
+    from trainer.demo_tasks import describe, draw_concept
+
+    rng = random.Random(5)
+    wins = {"colour": 0, "category": 0}
+    n = 8
+    for i in range(n):
+        concept = draw_concept(rng, evaluation=True)
+        colour = next(c for c in lookalikes(concept, rng) if c.colour != concept.colour)
+        other = draw_concept(rng, evaluation=True, category=next(c for c in CATEGORIES if c != concept.category))
+        truth = describe(concept, rng, style="complete")
+        text = prompts.ConceptText("Bo", concept.category, truth.coarse, truth.detailed)
+        own, *rest = [
+            tasks.caption_likelihood(model, photo(tmp_path, shown, 100 + i, f"{i}-{k}.jpg")[0], text).logprob
+            for k, shown in enumerate((concept, colour, other))
+        ]
+        wins["colour"] += own > rest[0]
+        wins["category"] += own > rest[1]
+    assert wins["colour"] >= n - 1 and wins["category"] >= n - 1, wins

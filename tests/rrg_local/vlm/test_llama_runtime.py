@@ -9,7 +9,7 @@ import pytest
 
 from rrg_local.vlm import answers, prompts, tasks
 from rrg_local.vlm.llama import LlamaConfig, LlamaVisionModel, ModelError
-from rrg_local.vlm.protocol import Force, Generate, ImageRef, Message
+from rrg_local.vlm.protocol import Choose, Force, Generate, ImageRef, Message, Score
 from tests.conftest import draw_photo
 
 BO = prompts.ConceptText("Bo", "dog", "A photo of a small dog", "The dog has a white patch over one eye.")
@@ -66,6 +66,35 @@ def test_p_yes_after_reasoning_is_read_at_the_answer_position(model, plain):
     # rounds differently, so the two reads agree to about 1e-4, not bit for bit.
     assert rec.p_yes == pytest.approx(z[yes] / (z[yes] + z[no]), abs=2e-4)
     assert result.step_tokens[3] == tuple(model.tokenize("Yes" if rec.answer else "No"))
+
+
+def _token_by_token(plain, msgs, prefix: str, text: str) -> float:
+    """log P(text | prefix), one plain run per token (each reads the next token's logits afresh)."""
+    before = tuple(plain.tokenize(prefix))
+    tokens = plain.tokenize(text)
+    total = 0.0
+    for k, token in enumerate(tokens):
+        z = plain.run_logits(msgs, [Force("", tokens=before + tuple(tokens[:k]))]).astype(np.float64)
+        total += z[token] - z.max() - np.log(np.exp(z - z.max()).sum())
+    return total
+
+
+@pytest.mark.parametrize("n_batch", [512, 4])  # 4: the scored text spans several decode batches
+def test_score_is_the_texts_log_probability_token_by_token(tiny_config, plain, n_batch):
+    from dataclasses import replace
+
+    msgs = prompts.speaker(photo(4), "mug")
+    text = "A photo of a blue mug.</coarse>"
+    expected = _token_by_token(plain, msgs, "<coarse>", text)
+    with LlamaVisionModel(replace(tiny_config, n_batch=n_batch)) as m:
+        result = m.run(msgs, [Force("<coarse>"), Score(text), Choose(("\n", "x"))])
+        forced = m.run(msgs, [Force("<coarse>"), Force(text), Choose(("\n", "x"))])
+    (scored,) = result.scores
+    assert scored.n_tokens == len(plain.tokenize(text)) > 4
+    assert scored.logprob == pytest.approx(expected, abs=2e-3) and scored.logprob < 0
+    assert result.text == forced.text and result.step_tokens[1] == forced.step_tokens[1]
+    # The step leaves the logits of its last token for the next step, as Force does.
+    assert result.choices[0].probs == pytest.approx(forced.choices[0].probs, abs=1e-5)
 
 
 def test_image_is_encoded_once_and_the_photo_prefix_is_reused(model):
