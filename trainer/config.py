@@ -52,6 +52,10 @@ class TrainConfig:
     lora_r: int = field(default=64, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=128, metadata={"help": "LoRA alpha"})
     reward: str = field(default="contrastive", metadata={"help": "game reward: contrastive or binary"})
+    listener: str = field(
+        default="yes_no",
+        metadata={"help": "yes_no: P(Yes) per photo; caption: the description's likelihood per photo, softmaxed"},
+    )
     format_weight: float = field(default=1.0, metadata={"help": "weight of the <coarse>/<detailed> format reward"})
     length_weight: float = field(default=1.0, metadata={"help": "weight of the length penalty"})
     detailed_min_words: int = field(
@@ -70,6 +74,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.reward not in ("contrastive", "binary"):
             raise ConfigError(f"reward must be 'contrastive' or 'binary', not {self.reward!r}")
+        if self.listener not in ("yes_no", "caption"):
+            raise ConfigError(f"listener must be 'yes_no' or 'caption', not {self.listener!r}")
         for key in ("K", "group_size", "targets_per_step", "steps", "save_every", "max_new_tokens", "lora_r",
                     "detailed_min_words"):  # fmt: skip
             if getattr(self, key) < 1:

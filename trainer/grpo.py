@@ -290,6 +290,21 @@ def listener_p_yes(
     return float(option_probs(logits.float().numpy(), options)[0][0])
 
 
+def listener_caption_logprobs(
+    model: Any, tokenizer: Any, image_processor: Any, image: Any, rollout: Rollout, category: str = "object"
+) -> list[float]:
+    """Per completion of `rollout`: log P(completion | image) under the base model (adapter off), the completion
+    read as the speaker's answer on `image` (the speaker prompt, summed over its tokens up to EOS): the caption-
+    likelihood listener. A softmax of these over a game's photos is P(photo | description) for a listener that
+    judges by its captions (the literal listener of rational speech acts), with no yes/no role to learn."""
+    import torch
+
+    prompt = encode_prompt(model, tokenizer, image_processor, image, speaker_chat(category))
+    with torch.no_grad(), adapter_off(model):
+        logprobs = sequence_logprobs(model, Rollout(prompt, rollout.completions, rollout.mask, rollout.logprobs))
+    return (logprobs.float() * rollout.mask).sum(dim=1).tolist()
+
+
 def grpo_step(
     model: Any, optimizer: Any, rollouts: Sequence[Rollout], rewards: Sequence[Sequence[float]], config: GRPOConfig
 ) -> dict[str, float]:

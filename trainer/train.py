@@ -6,8 +6,9 @@
 `path -> unit vector` function) through `setup(..., embed=...)`. With `db` set, the data is the user's
 rrg-local library instead (`load_from_db`): confirmed photos train too, and rejected ones become the hard
 negatives of their concept's games. One step plays `targets_per_step` games:
-the speaker (adapter on) samples G descriptions of each target, the listener (adapter off, `listener_p_yes`)
-scores every description against the K candidates, the reward is the game reward plus the weighted format
+the speaker (adapter on) samples G descriptions of each target, the listener (adapter off, `listener_p_yes`;
+with `listener = "caption"`, `listener_caption_logprobs` softmaxed over the candidates) scores every description
+against the K candidates, the reward is the game reward plus the weighted format
 and length rewards, and `trainer.grpo.grpo_step` updates the adapter once over all games.
 
 The run folder is `trainer.export`'s layout: `run.json` (base, name, pre_tokenizer, plus the config) and
@@ -179,6 +180,15 @@ class _Synced:
         return self._wrapped(*args, **kwargs)
 
 
+def softmax(scores: Sequence[float]) -> list[float]:
+    """>>> [round(p, 3) for p in softmax([0.0, 0.0, -1e9])]
+    [0.5, 0.5, 0.0]
+    """
+    x = np.asarray(scores, dtype=np.float64)
+    z = np.exp(x - x.max())
+    return (z / z.sum()).tolist()
+
+
 def play_step(session: Session, games: Sequence[Game]) -> dict[str, float]:
     """Sample, listen, reward and update once over `games`; returns the step's metrics (without `step`).
 
@@ -205,10 +215,15 @@ def play_step(session: Session, games: Sequence[Game]) -> dict[str, float]:
         times["t_sample"] += time.perf_counter() - start
         start = time.perf_counter()
         images = [_open(c.path) for c in game.candidates]
-        probs = [
-            [grpo.listener_p_yes(model, tok, proc, img, text, game.target.category) for img in images]
-            for text in texts
-        ]
+        if cfg.listener == "caption":
+            caption = [grpo.listener_caption_logprobs(model, tok, proc, img, rollout, game.target.category)
+                       for img in images]  # fmt: skip
+            probs = [softmax([lps[g] for lps in caption]) for g in range(len(texts))]
+        else:
+            probs = [
+                [grpo.listener_p_yes(model, tok, proc, img, text, game.target.category) for img in images]
+                for text in texts
+            ]
         times["t_listener"] += time.perf_counter() - start
         played = [game_fn(p, game.answer) for p in probs]
         shaped = shape_fn(texts, **shape_columns)

@@ -152,3 +152,35 @@ def test_grpo_raises_a_learnable_reward(tiny_dir, parts):
         grpo.grpo_step(model, optimizer, [rollout], [rewards], config)
     start, end = sum(means[:3]) / 3, sum(means[-5:]) / 5
     assert end > start + 0.2 and end > 0.8, means
+
+
+def test_caption_listener_scores_each_completion_on_the_base_model(tiny_dir, parts):
+    tok, proc = parts
+    model = make_model(tiny_dir, grpo.GRPOConfig(lora_r=4, lora_alpha=8))
+    speaker = grpo.encode_prompt(model, tok, proc, draw_photo(1, (56, 56)), grpo.speaker_chat("mug"))
+    rollout = grpo.sample(model, speaker, grpo.GRPOConfig(group_size=3, max_new_tokens=6))
+    image = draw_photo(5, (56, 56))
+    scores = grpo.listener_caption_logprobs(model, tok, proc, image, rollout, "mug")
+    assert len(scores) == 3 and all(s < 0 for s in scores)
+    # By hand: each completion after the speaker prompt on the other photo, its tokens up to EOS (a softmax over
+    # the tokens the speaker may write).
+    prompt = grpo.encode_prompt(model, tok, proc, image, grpo.speaker_chat("mug"))
+    for g, score in enumerate(scores):
+        n = int(rollout.mask[g].sum())
+        ids = torch.cat([prompt.input_ids, rollout.completions[g : g + 1, :n]], dim=1)
+        with torch.no_grad():
+            logits = model(
+                input_ids=ids,
+                mm_token_type_ids=(ids == model.config.image_token_id).long(),
+                pixel_values=prompt.pixel_values,
+                image_grid_thw=prompt.image_grid_thw,
+            ).logits[0, -n - 1 : -1]
+        logits = logits.float()
+        logits[:, grpo.suppressed_ids(model)] = float("-inf")  # tokens the speaker may never write, as sampled
+        expected = torch.log_softmax(logits, -1).gather(1, rollout.completions[g, :n, None]).sum()
+        assert score == pytest.approx(float(expected), abs=1e-3)
+    with torch.no_grad():  # the listener is the base: the speaker's adapter does not move it
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.add_(torch.randn_like(p))
+    assert grpo.listener_caption_logprobs(model, tok, proc, image, rollout, "mug") == pytest.approx(scores, abs=1e-4)

@@ -131,6 +131,20 @@ def test_gradient_checkpointing_gives_the_same_step(run_dir, tmp_path):
         assert first[key] == pytest.approx(plain[key], rel=1e-4, abs=1e-7)
 
 
+def test_the_caption_listener_plays_the_game(run_dir, tmp_path):
+    from trainer.train import train
+
+    config = load_config(run_dir.parent / "train.yaml", [f"out_dir={tmp_path / 'caption'}", "steps=1"])
+    row = metrics(train(replace(config, listener="caption")))[0]
+    plain = metrics(run_dir)[0]
+    assert 0 <= row["listener_acc"] <= 1 and 0 <= row["game_reward"] <= 1 and row["grad_norm"] > 0
+    # Same seed, same samples: only the listener differs, so the game's rewards do.
+    assert row["completion_len"] == pytest.approx(plain["completion_len"])
+    assert row["game_reward"] != pytest.approx(plain["game_reward"], abs=1e-6)
+    with pytest.raises(ConfigError, match="listener"):
+        replace(config, listener="vote")
+
+
 def test_games_cover_each_epoch_once():
     from trainer.train import games_for_step
 
