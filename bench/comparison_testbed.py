@@ -7,6 +7,11 @@ concept's description with that sentence. It trains on minimal pairs (the descri
 one attribute apart, or another concept; `--focus` keeps only look-alikes that differ in those attributes),
 loss on the decision token only, and every `--eval-every` steps prints the AUC of P(Yes) of the concept's own
 "photo" against each kind (`listener_probes`, held-out concepts). Nothing is saved unless `--out` is given.
+
+`--checks` makes each comparison a local step: after the "I see" sentence the reasoning checks every attribute
+the description names, "Colour red, said blue: no." (the value seen, the value described, the verdict), and the
+loss covers those checks and the decision (`--checks verdicts`: the verdicts and the decision only). The AUC is
+then read from the verdicts, teacher forced: the lowest P(yes) among a sample's verdicts.
 """
 
 from __future__ import annotations
@@ -22,8 +27,28 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def reasoned(described, desc, shown, rng: random.Random, image):
-    """A recognition sample whose answer states what is seen (`shown`) before Yes or No."""
+CHECKED = ("category", "colour", "secondary", "pattern", "part", "mark")
+
+
+def checks(described, named, shown) -> str:
+    """Per attribute the description names: what is seen, what is said, and whether they agree.
+
+    >>> from rrg_local.demo.attributes import Concept
+    >>> a = Concept("mug", "red", "blue", "dots", "round", "star")
+    >>> checks(a, {"colour", "pattern"}, Concept("mug", "red", "blue", "stripes", "round", "star"))
+    'Colour red, said red: yes. Pattern stripes, said dots: no.'
+    """
+    parts = []
+    for attribute in CHECKED:
+        if attribute in named:
+            seen, said = getattr(shown, attribute), getattr(described, attribute)
+            parts.append(f"{attribute.capitalize()} {seen}, said {said}: {'yes' if seen == said else 'no'}.")
+    return " ".join(parts)
+
+
+def reasoned(described, desc, shown, rng: random.Random, image, with_checks: bool = False):
+    """A recognition sample whose answer states what is seen (`shown`) before Yes or No (`with_checks`: and
+    checks each named attribute; the checks are then segment 2 and the decision segment 4)."""
     from dataclasses import replace
 
     from rrg_local.demo.photo import render_photo
@@ -35,11 +60,14 @@ def reasoned(described, desc, shown, rng: random.Random, image):
     answer = dt.prompts_yes(dt.consistent(described, desc.named, shown))
     text = replace(desc.text(), name=rng.choice(dt.NAMES), category=described.category)
     segments, at = dt.reasoning_first(answer, dt.seen_sentence(shown, truth))
+    if with_checks:  # ('{"Reasoning": "', seen, checks, ', "Answer": "', answer, '"}')
+        seen = segments[1][:-1] + " "
+        segments, at = (segments[0], seen, checks(described, desc.named, shown) + '"', *segments[2:]), 4
     messages = prompts.recognition(dt.REF, text)
     return dt.Sample("recognition", messages, image, segments, at, ("Yes", "No"), int(answer == "No"))
 
 
-def train_pairs(rng: random.Random, focus: set[str], hard: float, image) -> list:
+def train_pairs(rng: random.Random, focus: set[str], hard: float, image, with_checks: bool = False) -> list:
     from rrg_local.demo.attributes import lookalikes
     from trainer import demo_tasks as dt
 
@@ -49,7 +77,31 @@ def train_pairs(rng: random.Random, focus: set[str], hard: float, image) -> list
     ]
     other = rng.choice(looks) if rng.random() < hard else dt.draw_concept(rng, evaluation=False)
     desc = dt.describe(concept, rng, style="complete" if rng.random() < 0.8 else "casual")
-    return [reasoned(concept, desc, shown, rng, image) for shown in (concept, other)]
+    return [reasoned(concept, desc, shown, rng, image, with_checks) for shown in (concept, other)]
+
+
+def targets(encoder, samples: list, batch: dict, mode: str):
+    """The training targets (-100 elsewhere): the decision token; with checks, also the checks' tokens (all of
+    them, or only their verdicts). Returns (targets, per sample the positions of its verdict tokens)."""
+    import torch
+
+    yes, no = encoder.ids(" yes")[0], encoder.ids(" no")[0]
+    out = torch.full_like(batch["labels"], -100)
+    verdicts = []
+    for i, sample in enumerate(samples):
+        pos = batch["decisions"][i]
+        out[i, pos + 1] = batch["labels"][i, pos + 1]
+        if mode == "off":
+            verdicts.append([])
+            continue
+        # The checks end where the decision's segment starts, less the tokens of the segment between them.
+        end = pos + 1 - len(encoder.ids(sample.segments[3]))
+        start = end - len(encoder.ids(sample.segments[2]))
+        ids = batch["inputs"]["input_ids"][i, start:end].tolist()
+        verdicts.append([start + j for j, t in enumerate(ids) if t in (yes, no)])
+        for j in range(start, end) if mode == "all" else verdicts[-1]:
+            out[i, j] = batch["labels"][i, j]
+    return out, verdicts
 
 
 def main() -> int:
@@ -72,6 +124,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, help="save the trained model here")
+    ap.add_argument("--checks", choices=("off", "all", "verdicts"), default="off",
+                    help="per-attribute checks in the reasoning, and what of them is trained on")  # fmt: skip
     args = ap.parse_args()
     try:
         model, encoder = open_hf(args.hf, args.threads)
@@ -81,7 +135,9 @@ def main() -> int:
     focus = set(filter(None, args.focus.split(",")))
     probes = listener_probes(random.Random(777), args.concepts)
     erng = random.Random(1)
-    held = [reasoned(p.described, p.description, p.shown, erng, blank) for p in probes]
+    with_checks = args.checks != "off"
+    held = [reasoned(p.described, p.description, p.shown, erng, blank, with_checks) for p in probes]
+    yes_no = [encoder.ids(" yes")[0], encoder.ids(" no")[0]]
 
     def evaluate() -> dict[str, float]:
         model.eval()
@@ -91,11 +147,17 @@ def main() -> int:
                 chunk = held[i : i + 32]
                 batch = encoder(chunk, model)
                 with torch.autocast("cpu", dtype=torch.bfloat16):
-                    rows += score(chunk, batch, model(**batch["inputs"]).logits, encoder)
+                    logits = model(**batch["inputs"]).logits
+                if not with_checks:
+                    rows += [row["p_first"] for row in score(chunk, batch, logits, encoder)]
+                    continue
+                _, verdicts = targets(encoder, chunk, batch, args.checks)
+                for i, where in enumerate(verdicts):  # logits at j - 1 predict the verdict at j
+                    rows.append(min(float(logits[i, j - 1, yes_no].float().softmax(-1)[0]) for j in where))
         model.train()
         by = defaultdict(list)
         for probe, row in zip(probes, rows, strict=True):
-            by[probe.kind].append(row["p_first"])
+            by[probe.kind].append(row)
         own = by.pop("positive")
         return {k.removeprefix("lookalike:"): auc(own, v) for k, v in sorted(by.items())}
 
@@ -113,16 +175,14 @@ def main() -> int:
     for step in range(1, args.steps + 1):
         samples: list = []
         while len(samples) < args.batch:
-            samples += train_pairs(rng, focus, args.hard, blank)
+            samples += train_pairs(rng, focus, args.hard, blank, with_checks)
         batch = encoder(samples, model)
-        targets = torch.full_like(batch["labels"], -100)
-        for i, pos in enumerate(batch["decisions"]):
-            targets[i, pos + 1] = batch["labels"][i, pos + 1]
+        wanted, _ = targets(encoder, samples, batch, args.checks)
         for group in opt.param_groups:
             group["lr"] = args.lr * min(1.0, step / 20)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             logits = model(**batch["inputs"]).logits
-        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets[:, 1:].flatten(), ignore_index=-100)
+        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), wanted[:, 1:].flatten(), ignore_index=-100)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -7,8 +7,10 @@ Each speaker describes every concept from its first photo; the same listener, th
 through llama.cpp, then scores every photo against every description. Printed side by side:
 recognition accuracy on positives / negatives / their mean, identification among K (the target photo's
 concept against the K-1 most similar other concepts, look-alikes first), the listener's caption naming
-the right concept, and the share of descriptions that mention scene, position or pose; then, per attribute
-(colour, secondary colour, pattern, part, mark), the share of descriptions that name it right.
+the right concept, and the share of descriptions that mention scene, position or pose; then identification
+in the same games by a listener that picks the candidate whose description the photo explains best (caption
+likelihood, `tasks.caption_likelihood`); then, per attribute (colour, secondary colour, pattern, part, mark),
+the share of descriptions that name it right.
 
 The speakers are the shipped GGUFs: the base (pre-trained only) and the base with the shipped RRG LoRA
 applied at load time (what `rrg demo` runs). `--model-dir` points at another build's shipped folder.
@@ -61,6 +63,10 @@ def main() -> int:
         try:
             raw = run_columns(backend, data)
             columns = {"untrained": raw["zero-shot"], "RRG-trained": raw["trained"]}
+            for col in columns.values():
+                col["metrics"]["identification (caption likelihood)"] = likelihood_identification(
+                    backend.listener, data.games, col["descriptions"]
+                )
         finally:
             backend.close()
         elapsed = time.monotonic() - start
@@ -72,6 +78,9 @@ def main() -> int:
     se = ((before * (1 - before) + after * (1 - after)) / n) ** 0.5
     print(f"\nidentification, RRG - untrained: {100 * (after - before):+.1f} points "
           f"(standard error {100 * se:.1f} over {n} games, the two taken as independent)")  # fmt: skip
+    key = "identification (caption likelihood)"
+    print("the same games, the listener's caption likelihood picking the photo's concept: "
+          + ", ".join(f"{name} {col['metrics'][key]:.3f}" for name, col in columns.items()))  # fmt: skip
     print("\ndescriptions naming each attribute right (of the concepts described):")
     print(f"{'attribute':<12}" + "".join(f"{name:>14}" for name in columns))
     named = {name: named_right(col["descriptions"], world.concepts) for name, col in columns.items()}
@@ -85,6 +94,27 @@ def main() -> int:
         args.json.write_text(json.dumps({name: col | {"named_right": named[name]} for name, col in columns.items()},
                                         indent=1))  # fmt: skip
     return 0
+
+
+def likelihood_identification(listener, games, descriptions: dict) -> float:
+    """Share of games in which the candidate whose description the target photo explains best (the listener's
+    `tasks.caption_likelihood`) is the answer: a listener that judges by its captions, not its yes/no."""
+    import numpy as np
+
+    from rrg_local.vlm import tasks
+    from rrg_local.vlm.prompts import ConceptText
+    from rrg_local.vlm.protocol import ImageRef
+
+    hits = []
+    for game in games:
+        scores = [
+            tasks.caption_likelihood(
+                listener, ImageRef(game.target.path), ConceptText(c.concept, c.category, *descriptions[c.concept])
+            ).logprob
+            for c in game.candidates
+        ]
+        hits.append(int(np.argmax(scores)) == game.answer)
+    return float(np.mean(hits)) if hits else float("nan")
 
 
 def named_right(descriptions: dict, concepts: dict) -> dict[str, float]:
