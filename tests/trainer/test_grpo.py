@@ -44,6 +44,17 @@ def small_prompt(model, parts, seed: int = 1) -> grpo.Prompt:
     return grpo.encode_prompt(model, tok, proc, draw_photo(seed, (56, 56)), grpo.chat("Describe it."))
 
 
+def by_hand(model, prompt: grpo.Prompt, ids) -> torch.Tensor:
+    """The model's logits (L, vocab) for `ids` (1, L) on the prompt's photo, one plain forward pass."""
+    with torch.no_grad():
+        return model(
+            input_ids=ids,
+            mm_token_type_ids=(ids == model.config.image_token_id).long(),
+            pixel_values=prompt.pixel_values,
+            image_grid_thw=prompt.image_grid_thw,
+        ).logits[0]
+
+
 def snapshot(model) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in model.named_parameters()}
 
@@ -113,13 +124,7 @@ def test_listener_reads_the_base_model(tiny_dir, parts):
     assert "Is <Bo> in this photo?" in text and text.endswith('<|im_start|>assistant\n{"Answer": "')
     yes, no = (tok(o, add_special_tokens=False).input_ids[0] for o in ("Yes", "No"))
     ids = prompt.input_ids
-    with torch.no_grad():
-        logits = model(
-            input_ids=ids,
-            mm_token_type_ids=(ids == model.config.image_token_id).long(),
-            pixel_values=prompt.pixel_values,
-            image_grid_thw=prompt.image_grid_thw,
-        ).logits[0, -1]
+    logits = by_hand(model, prompt, ids)[-1]
     pair = torch.softmax(logits, -1)[[yes, no]]
     assert p_yes == pytest.approx(float(pair[0] / pair.sum()), rel=1e-5)
 
@@ -168,14 +173,7 @@ def test_caption_listener_scores_each_completion_on_the_base_model(tiny_dir, par
     for g, score in enumerate(scores):
         n = int(rollout.mask[g].sum())
         ids = torch.cat([prompt.input_ids, rollout.completions[g : g + 1, :n]], dim=1)
-        with torch.no_grad():
-            logits = model(
-                input_ids=ids,
-                mm_token_type_ids=(ids == model.config.image_token_id).long(),
-                pixel_values=prompt.pixel_values,
-                image_grid_thw=prompt.image_grid_thw,
-            ).logits[0, -n - 1 : -1]
-        logits = logits.float()
+        logits = by_hand(model, prompt, ids)[-n - 1 : -1].float()
         logits[:, grpo.suppressed_ids(model)] = float("-inf")  # tokens the speaker may never write, as sampled
         expected = torch.log_softmax(logits, -1).gather(1, rollout.completions[g, :n, None]).sum()
         assert score == pytest.approx(float(expected), abs=1e-3)
