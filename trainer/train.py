@@ -181,7 +181,9 @@ class _Synced:
 
 
 def softmax(scores: Sequence[float]) -> list[float]:
-    """>>> [round(p, 3) for p in softmax([0.0, 0.0, -1e9])]
+    """The scores as probabilities (a numerically safe softmax).
+
+    >>> [round(p, 3) for p in softmax([0.0, 0.0, -1e9])]
     [0.5, 0.5, 0.0]
     """
     x = np.asarray(scores, dtype=np.float64)
