@@ -54,7 +54,10 @@ class TrainConfig:
     reward: str = field(default="contrastive", metadata={"help": "game reward: contrastive or binary"})
     listener: str = field(
         default="yes_no",
-        metadata={"help": "yes_no: P(Yes) per photo; caption: the description's likelihood per photo, softmaxed"},
+        metadata={
+            "help": "yes_no: P(Yes) per photo; caption: the sampled description's likelihood per photo, softmaxed; "
+            "caption_text: the same on the description as the runtime re-reads it"
+        },
     )
     format_weight: float = field(default=1.0, metadata={"help": "weight of the <coarse>/<detailed> format reward"})
     length_weight: float = field(default=1.0, metadata={"help": "weight of the length penalty"})
@@ -74,8 +77,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.reward not in ("contrastive", "binary"):
             raise ConfigError(f"reward must be 'contrastive' or 'binary', not {self.reward!r}")
-        if self.listener not in ("yes_no", "caption"):
-            raise ConfigError(f"listener must be 'yes_no' or 'caption', not {self.listener!r}")
+        if self.listener not in ("yes_no", "caption", "caption_text"):
+            raise ConfigError(f"listener must be yes_no, caption or caption_text, not {self.listener!r}")
         for key in ("K", "group_size", "targets_per_step", "steps", "save_every", "max_new_tokens", "lora_r",
                     "detailed_min_words"):  # fmt: skip
             if getattr(self, key) < 1:

@@ -291,18 +291,58 @@ def listener_p_yes(
 
 
 def listener_caption_logprobs(
-    model: Any, tokenizer: Any, image_processor: Any, image: Any, rollout: Rollout, category: str = "object"
+    model: Any,
+    tokenizer: Any,
+    image_processor: Any,
+    image: Any,
+    rollout: Rollout,
+    category: str = "object",
+    prefix: str = "",
 ) -> list[float]:
     """Per completion of `rollout`: log P(completion | image) under the base model (adapter off), the completion
     read as the speaker's answer on `image` (the speaker prompt, summed over its tokens up to EOS): the caption-
     likelihood listener. A softmax of these over a game's photos is P(photo | description) for a listener that
-    judges by its captions (the literal listener of rational speech acts), with no yes/no role to learn."""
+    judges by its captions (the literal listener of rational speech acts), with no yes/no role to learn.
+    `prefix`: text forced after the prompt, before the completions (see `caption_rollout`)."""
     import torch
 
     prompt = encode_prompt(model, tokenizer, image_processor, image, speaker_chat(category))
+    if prefix:
+        forced = tokenizer(prefix, add_special_tokens=False, return_tensors="pt").input_ids
+        prompt = Prompt(torch.cat([prompt.input_ids, forced], dim=1), prompt.pixel_values, prompt.image_grid_thw)
     with torch.no_grad(), adapter_off(model):
         logprobs = sequence_logprobs(model, Rollout(prompt, rollout.completions, rollout.mask, rollout.logprobs))
     return (logprobs.float() * rollout.mask).sum(dim=1).tolist()
+
+
+CAPTION_PREFIX = "<coarse>"
+
+
+def caption_rollout(tokenizer: Any, rollout: Rollout, texts: Sequence[str]) -> Rollout:
+    """The completions as the runtime's caption listener reads them (`rrg_local.vlm.tasks.caption_likelihood`):
+    each text parsed into its coarse and detailed descriptions, written in the answer format again and tokenized
+    afresh, to be scored after a forced `CAPTION_PREFIX`; a text without both descriptions is scored as sampled
+    (its tokens, EOS included). A speaker cannot then please the listener with token ids the runtime never reads.
+    """
+    import torch
+
+    from rrg_local.vlm.prompts import parse_description
+
+    rows = []
+    for ids, mask, text in zip(rollout.completions, rollout.mask, texts, strict=True):
+        coarse, detailed = parse_description(text)
+        if coarse and detailed:
+            answer = f"{coarse}</coarse>\n<detailed>{detailed}</detailed>"
+            rows.append(tokenizer(answer, add_special_tokens=False).input_ids)
+        else:
+            rows.append(ids[mask.bool()].tolist())
+    width = max(len(r) for r in rows)
+    completions = torch.zeros((len(rows), width), dtype=rollout.completions.dtype)
+    mask = torch.zeros((len(rows), width), dtype=rollout.mask.dtype)
+    for i, r in enumerate(rows):
+        completions[i, : len(r)] = torch.tensor(r, dtype=completions.dtype)
+        mask[i, : len(r)] = 1
+    return Rollout(rollout.prompt, completions, mask, torch.zeros(mask.shape))
 
 
 def grpo_step(

@@ -7,7 +7,8 @@
 rrg-local library instead (`load_from_db`): confirmed photos train too, and rejected ones become the hard
 negatives of their concept's games. One step plays `targets_per_step` games:
 the speaker (adapter on) samples G descriptions of each target, the listener (adapter off, `listener_p_yes`;
-with `listener = "caption"`, `listener_caption_logprobs` softmaxed over the candidates) scores every description
+with `listener = "caption"`, `listener_caption_logprobs` softmaxed over the candidates; "caption_text": the same
+on the descriptions as the runtime re-reads them, `caption_rollout`) scores every description
 against the K candidates, the reward is the game reward plus the weighted format
 and length rewards, and `trainer.grpo.grpo_step` updates the adapter once over all games.
 
@@ -217,8 +218,11 @@ def play_step(session: Session, games: Sequence[Game]) -> dict[str, float]:
         times["t_sample"] += time.perf_counter() - start
         start = time.perf_counter()
         images = [_open(c.path) for c in game.candidates]
-        if cfg.listener == "caption":
-            caption = [grpo.listener_caption_logprobs(model, tok, proc, img, rollout, game.target.category)
+        if cfg.listener in ("caption", "caption_text"):
+            scored, prefix = rollout, ""
+            if cfg.listener == "caption_text":
+                scored, prefix = grpo.caption_rollout(tok, rollout, texts), grpo.CAPTION_PREFIX
+            caption = [grpo.listener_caption_logprobs(model, tok, proc, img, scored, game.target.category, prefix)
                        for img in images]  # fmt: skip
             probs = [softmax([lps[g] for lps in caption]) for g in range(len(texts))]
         else:

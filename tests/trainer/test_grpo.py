@@ -182,3 +182,22 @@ def test_caption_listener_scores_each_completion_on_the_base_model(tiny_dir, par
             if "lora_B" in name:
                 p.add_(torch.randn_like(p))
     assert grpo.listener_caption_logprobs(model, tok, proc, image, rollout, "mug") == pytest.approx(scores, abs=1e-4)
+
+
+def test_caption_rollout_rereads_descriptions_as_the_runtime_does(parts):
+    tok, _ = parts
+    texts = ["<coarse>A photo of a red mug.</coarse>  \n<detailed>The  red mug has  dots.</detailed>", "no tags"]
+    sampled = [tok(t, add_special_tokens=False).input_ids + [tok.eos_token_id or 0] for t in texts]
+    width = max(map(len, sampled))
+    completions = torch.zeros((2, width + 2), dtype=torch.long)  # padded past EOS, as sampling leaves them
+    mask = torch.zeros((2, width + 2))
+    for i, ids in enumerate(sampled):
+        completions[i, : len(ids)], mask[i, : len(ids)] = torch.tensor(ids), 1
+    rollout = grpo.Rollout(None, completions, mask, torch.zeros(mask.shape))
+    read = grpo.caption_rollout(tok, rollout, texts)
+    # Whitespace normalised and the answer written as `tasks.caption_likelihood` scores it after "<coarse>".
+    answer = "A photo of a red mug.</coarse>\n<detailed>The red mug has dots.</detailed>"
+    first = read.completions[0][read.mask[0].bool()].tolist()
+    assert first == tok(answer, add_special_tokens=False).input_ids
+    # No tags: scored as sampled, EOS included.
+    assert read.completions[1][read.mask[1].bool()].tolist() == sampled[1]

@@ -131,11 +131,12 @@ def test_gradient_checkpointing_gives_the_same_step(run_dir, tmp_path):
         assert first[key] == pytest.approx(plain[key], rel=1e-4, abs=1e-7)
 
 
-def test_the_caption_listener_plays_the_game(run_dir, tmp_path):
+@pytest.mark.parametrize("listener", ["caption", "caption_text"])
+def test_the_caption_listener_plays_the_game(run_dir, tmp_path, listener):
     from trainer.train import train
 
     config = load_config(run_dir.parent / "train.yaml", [f"out_dir={tmp_path / 'caption'}", "steps=1"])
-    row = metrics(train(replace(config, listener="caption")))[0]
+    row = metrics(train(replace(config, listener=listener)))[0]
     plain = metrics(run_dir)[0]
     assert 0 <= row["listener_acc"] <= 1 and 0 <= row["game_reward"] <= 1 and row["grad_norm"] > 0
     # Same seed, same samples: only the listener differs, so the game's rewards do.
