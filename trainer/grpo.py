@@ -315,24 +315,21 @@ def listener_caption_logprobs(
     return (logprobs.float() * rollout.mask).sum(dim=1).tolist()
 
 
-CAPTION_PREFIX = "<coarse>"
-
-
 def caption_rollout(tokenizer: Any, rollout: Rollout, texts: Sequence[str]) -> Rollout:
     """The completions as the runtime's caption listener reads them (`rrg_local.vlm.tasks.caption_likelihood`):
     each text parsed into its coarse and detailed descriptions, written in the answer format again and tokenized
-    afresh, to be scored after a forced `CAPTION_PREFIX`; a text without both descriptions is scored as sampled
+    afresh, to be scored after a forced `prompts.CAPTION_OPEN`; a text without both descriptions is scored as sampled
     (its tokens, EOS included). A speaker cannot then please the listener with token ids the runtime never reads.
     """
     import torch
 
-    from rrg_local.vlm.prompts import parse_description
+    from rrg_local.vlm.prompts import CAPTION_OPEN, parse_description, speaker_answer
 
     rows = []
     for ids, mask, text in zip(rollout.completions, rollout.mask, texts, strict=True):
         coarse, detailed = parse_description(text)
         if coarse and detailed:
-            answer = f"{coarse}</coarse>\n<detailed>{detailed}</detailed>"
+            answer = speaker_answer(coarse, detailed).removeprefix(CAPTION_OPEN)
             rows.append(tokenizer(answer, add_special_tokens=False).input_ids)
         else:
             rows.append(ids[mask.bool()].tolist())

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from rrg_local.vlm.prompts import CAPTION_OPEN
 from trainer import grpo
 from trainer.config import RESUMABLE_FIELDS, ConfigError, TrainConfig
 from trainer.data import Embed, Game, load_examples, load_from_db, mine_games, split_by_concept
@@ -221,7 +222,7 @@ def play_step(session: Session, games: Sequence[Game]) -> dict[str, float]:
         if cfg.listener in ("caption", "caption_text"):
             scored, prefix = rollout, ""
             if cfg.listener == "caption_text":
-                scored, prefix = grpo.caption_rollout(tok, rollout, texts), grpo.CAPTION_PREFIX
+                scored, prefix = grpo.caption_rollout(tok, rollout, texts), CAPTION_OPEN
             caption = [grpo.listener_caption_logprobs(model, tok, proc, img, scored, game.target.category, prefix)
                        for img in images]  # fmt: skip
             probs = [softmax([lps[g] for lps in caption]) for g in range(len(texts))]

@@ -70,6 +70,18 @@ def speaker(image: ImageRef, category: str) -> list[Message]:
 _TAG = re.compile(r"<(coarse|detailed)>(.*?)(?:</\1>|$)", re.S | re.I)
 
 
+CAPTION_OPEN = "<coarse>"
+
+
+def speaker_answer(coarse: str, detailed: str) -> str:
+    """A description written as the speaker answers (what `parse_description` reads and a caption listener scores).
+
+    >>> parse_description(speaker_answer("A photo of a red mug.", "The mug has a chip."))
+    ('A photo of a red mug.', 'The mug has a chip.')
+    """
+    return f"{CAPTION_OPEN}{coarse}</coarse>\n<detailed>{detailed}</detailed>"
+
+
 def parse_description(text: str) -> tuple[str, str]:
     """(coarse, detailed) from a speaker answer; tolerant of a missing closing tag, strict on content.
 

@@ -67,8 +67,8 @@ def caption_likelihood(model: VisionModel, image: ImageRef, concept: ConceptText
     """The listener as a captioner: log P(the concept's description | photo), the description scored as the
     speaker's answer on this photo (one forward pass over its tokens, the photo cached). Whatever the speaker
     sees, this listener sees, with no yes/no role to learn; compare scores of one description across photos."""
-    answer = f"{concept.coarse}</coarse>\n<detailed>{concept.detailed}</detailed>"
-    result = model.run(prompts.speaker(image, concept.category), [Force("<coarse>"), Score(answer)])
+    answer = prompts.speaker_answer(concept.coarse, concept.detailed).removeprefix(prompts.CAPTION_OPEN)
+    result = model.run(prompts.speaker(image, concept.category), [Force(prompts.CAPTION_OPEN), Score(answer)])
     return result.scores[0]
 
 
