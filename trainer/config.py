@@ -56,7 +56,8 @@ class TrainConfig:
         default="yes_no",
         metadata={
             "help": "yes_no: P(Yes) per photo; caption: the sampled description's likelihood per photo, softmaxed; "
-            "caption_text: the same on the description as the runtime re-reads it"
+            "caption_text: the same on the description as the runtime re-reads it; both: yes_no and caption_text, "
+            "their game rewards averaged"
         },
     )
     format_weight: float = field(default=1.0, metadata={"help": "weight of the <coarse>/<detailed> format reward"})
@@ -77,8 +78,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.reward not in ("contrastive", "binary"):
             raise ConfigError(f"reward must be 'contrastive' or 'binary', not {self.reward!r}")
-        if self.listener not in ("yes_no", "caption", "caption_text"):
-            raise ConfigError(f"listener must be yes_no, caption or caption_text, not {self.listener!r}")
+        if self.listener not in ("yes_no", "caption", "caption_text", "both"):
+            raise ConfigError(f"listener must be yes_no, caption, caption_text or both, not {self.listener!r}")
         for key in ("K", "group_size", "targets_per_step", "steps", "save_every", "max_new_tokens", "lora_r",
                     "detailed_min_words"):  # fmt: skip
             if getattr(self, key) < 1:

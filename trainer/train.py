@@ -8,9 +8,9 @@ rrg-local library instead (`load_from_db`): confirmed photos train too, and reje
 negatives of their concept's games. One step plays `targets_per_step` games:
 the speaker (adapter on) samples G descriptions of each target, the listener (adapter off, `listener_p_yes`;
 with `listener = "caption"`, `listener_caption_logprobs` softmaxed over the candidates; "caption_text": the same
-on the descriptions as the runtime re-reads them, `caption_rollout`) scores every description
-against the K candidates, the reward is the game reward plus the weighted format
-and length rewards, and `trainer.grpo.grpo_step` updates the adapter once over all games.
+on the descriptions as the runtime re-reads them, `caption_rollout`; "both": yes_no and caption_text, their game
+rewards averaged) scores every description against the K candidates, the reward is the game reward plus the
+weighted format and length rewards, and `trainer.grpo.grpo_step` updates the adapter once over all games.
 
 The run folder is `trainer.export`'s layout: `run.json` (base, name, pre_tokenizer, plus the config) and
 `adapter/` (peft `save_pretrained`), plus `state.pt` (optimizer, step, RNG states) and `metrics.jsonl`.
@@ -219,20 +219,25 @@ def play_step(session: Session, games: Sequence[Game]) -> dict[str, float]:
         times["t_sample"] += time.perf_counter() - start
         start = time.perf_counter()
         images = [_open(c.path) for c in game.candidates]
-        if cfg.listener in ("caption", "caption_text"):
+        listeners = []  # per listener: per sampled description, its probability of each candidate
+        if cfg.listener in ("caption", "caption_text", "both"):
             scored, prefix = rollout, ""
-            if cfg.listener == "caption_text":
+            if cfg.listener != "caption":
                 scored, prefix = grpo.caption_rollout(tok, rollout, texts), CAPTION_OPEN
             caption = [grpo.listener_caption_logprobs(model, tok, proc, img, scored, game.target.category, prefix)
                        for img in images]  # fmt: skip
-            probs = [softmax([lps[g] for lps in caption]) for g in range(len(texts))]
-        else:
-            probs = [
-                [grpo.listener_p_yes(model, tok, proc, img, text, game.target.category) for img in images]
-                for text in texts
-            ]
+            listeners.append([softmax([lps[g] for lps in caption]) for g in range(len(texts))])
+        if cfg.listener in ("yes_no", "both"):
+            listeners.append(
+                [
+                    [grpo.listener_p_yes(model, tok, proc, img, text, game.target.category) for img in images]
+                    for text in texts
+                ]  # fmt: skip
+            )
         times["t_listener"] += time.perf_counter() - start
-        played = [game_fn(p, game.answer) for p in probs]
+        # With two listeners the game's reward is their rewards' mean, and the pick is from their mean belief.
+        played = [float(np.mean([game_fn(ps[g], game.answer) for ps in listeners])) for g in range(len(texts))]
+        probs = [list(np.mean([ps[g] for ps in listeners], axis=0)) for g in range(len(texts))]
         shaped = shape_fn(texts, **shape_columns)
         rollouts.append(rollout)
         rewards.append([g + s for g, s in zip(played, shaped, strict=True)])

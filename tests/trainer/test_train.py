@@ -131,7 +131,7 @@ def test_gradient_checkpointing_gives_the_same_step(run_dir, tmp_path):
         assert first[key] == pytest.approx(plain[key], rel=1e-4, abs=1e-7)
 
 
-@pytest.mark.parametrize("listener", ["caption", "caption_text"])
+@pytest.mark.parametrize("listener", ["caption", "caption_text", "both"])
 def test_the_caption_listener_plays_the_game(run_dir, tmp_path, listener):
     from trainer.train import train
 
@@ -144,6 +144,20 @@ def test_the_caption_listener_plays_the_game(run_dir, tmp_path, listener):
     assert row["game_reward"] != pytest.approx(plain["game_reward"], abs=1e-6)
     with pytest.raises(ConfigError, match="listener"):
         replace(config, listener="vote")
+
+
+def test_both_listeners_reward_their_mean(run_dir, tmp_path):
+    from trainer.train import train
+
+    config = load_config(run_dir.parent / "train.yaml", ["steps=1"])
+    rows = {
+        name: metrics(train(replace(config, listener=name, out_dir=str(tmp_path / name))))[0]
+        for name in ("caption_text", "both")
+    }
+    plain = metrics(run_dir)[0]
+    # The same samples (same seed) scored by each listener; "both" averages the two games' rewards.
+    expected = (rows["caption_text"]["game_reward"] + plain["game_reward"]) / 2
+    assert rows["both"]["game_reward"] == pytest.approx(expected, abs=1e-6)
 
 
 def test_games_cover_each_epoch_once():
