@@ -232,7 +232,7 @@ def play_step(session: Session, games: Sequence[Game]) -> dict[str, float]:
                 [
                     [grpo.listener_p_yes(model, tok, proc, img, text, game.target.category) for img in images]
                     for text in texts
-                ]  # fmt: skip
+                ]
             )
         times["t_listener"] += time.perf_counter() - start
         # With two listeners the game's reward is their rewards' mean, and the pick is from their mean belief.
