@@ -415,7 +415,7 @@ def demo(ctx: Context, fresh: bool, open_tui: bool) -> None:
         f"\nauto-tagged {t['photos']} photos: {t['stage2_photos']} went to stage 2, {t['vlm_calls']} VLM calls: "
         f"{t['stage2_calls']} to tag ({t['stage2_calls'] / max(1, t['photos']):.2f} per photo; naive: "
         f"{len(report.concepts)} per photo), {t['reasoning_calls']} to explain the tags, {t['calibration_calls']} "
-        f"to calibrate the concepts; {t['suggestions']} tags"
+        f"to calibrate the concepts; {t['suggestions']} tags ({t['sure']} of them stage 1 was sure of)"
     )
     s = report.score
     click.echo(

@@ -231,7 +231,7 @@ def tag(ctx: Context, limit: int | None) -> None:
         click.echo(f"error: {line}", err=True)
     click.echo(
         f"tagged {report.photos} photos: {report.stage1_candidates} went to stage 2, "
-        f"{report.suggestions} suggestions, {report.vlm_calls} VLM calls "
+        f"{report.suggestions} suggestions ({report.sure} stage 1 was sure of), {report.vlm_calls} VLM calls "
         f"({report.stage2_calls} stage 2 + {report.reasoning_calls} reasoning + {report.calibration_calls} "
         f"calibration), {report.failed} failed"
     )

@@ -53,6 +53,10 @@ class Settings:
     # Stage 2: "identify" (one listener call per photo among its candidates), "recognize" (one per candidate) or
     # "likelihood" (each candidate's description scored as a caption of the photo, against its own photos).
     tag_stage2: str = "identify"
+    # A photo whose stage-1 similarity to one concept beats every other concept's by at least this much is
+    # tagged with it whatever stage 2 says (stage 2 still scores and explains it); 0 (the default) never. The
+    # scale is the embedder's: the demo sets 0.05 for its own embedder.
+    tag_sure_margin: float = 0.0
     notices: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -74,7 +78,7 @@ class Settings:
 
 
 _EDITABLE = {f.name for f in fields(Settings)} - {"home", "notices"}
-_FRACTIONS = {"tag_background_quantile", "tag_stage2_budget"}
+_FRACTIONS = {"tag_background_quantile", "tag_stage2_budget", "tag_sure_margin"}
 _CHOICES = {"tag_stage2": ("identify", "recognize", "likelihood")}
 
 

@@ -1,15 +1,17 @@
 """Two-stage auto-tagging: cheap retrieval for every photo, one listener call only for the candidates.
 
-Stage 1 (`retrieve`, pure): the photo's embedding against each concept's positive photos (references and
-confirmed); a concept is a candidate when its best similarity clears the concept's stage-1 threshold, calibrated
-from its own references so that they would all pass (recall first). Stage 2, only for photos with candidates: one
-recognition call (P(Yes)) for a single candidate, or one identification call among the top-K with a "None" answer
-(`stage2 = "recognize"`: P(Yes) for each candidate instead, so that a photo of Bo with grandma gets both tags;
-`stage2 = "likelihood"`: each candidate's description scored as a caption of the photo against the concept's own
-photos, `likelihood_score`). The best-scoring candidate (with "recognize" or "likelihood", every candidate) becomes
-a suggestion, with its reasoning, when its score clears that concept's threshold (`decide`, `decide_all`):
-calibrated from the person's confirmations and rejections (`calibrate`), else from the concept's own photos
-(`rrg_local.concepts.calibration`), else the default. `Tagger.run()` works through the `tag` jobs, so an
+Stage 1 (`retrieve`, pure): the photo's embedding against each concept's positive photos (references and confirmed);
+a concept is a candidate when its best similarity clears the concept's stage-1 threshold, calibrated from its own
+references so that they would all pass (recall first). Stage 2, only for photos with candidates: one recognition
+call (P(Yes)) for a single candidate, or one identification call among the top-K with a "None" answer (`stage2 =
+"recognize"`: P(Yes) for each candidate instead, so that a photo of Bo with grandma gets both tags; `stage2 =
+"likelihood"`: each candidate's description scored as a caption of the photo against the concept's own photos,
+`likelihood_score`). The best-scoring candidate (with "recognize" or "likelihood", every candidate) becomes a
+suggestion, with its reasoning, when its score clears that concept's threshold (`decide`, `decide_all`): calibrated
+from the person's confirmations and rejections (`calibrate`), else from the concept's own photos
+(`rrg_local.concepts.calibration`), else the default. With `sure_margin`, a photo whose stage-1 similarity to one
+concept beats every other concept's by that margin is tagged with it whatever stage 2 says (`stage1_margin`): stage
+2 then decides only between concepts stage 1 cannot tell apart. `Tagger.run()` works through the `tag` jobs, so an
 interrupted run resumes. VLM calls are counted: with N photos and C concepts, stage 2 costs at most one call per
 photo whatever C is in "identify" mode (plus one short reasoning call per suggestion, and a calibration of a few
 calls per concept after a concept changed).
@@ -51,6 +53,10 @@ class TagConfig:
     # Each concept's stage-2 threshold from its own photos (`calibration`) until a person's verdicts calibrate it.
     calibrate: bool = True
     reasoning: bool = True
+    # A stage-1 hit this far above every other concept (`stage1_margin`) is tagged without stage 2's consent (it
+    # is still scored and explained); 0: never. On the demo libraries every confident stage-2 "no" to such a
+    # hit was wrong, and stage 2 earned its keep only where stage 1 saw two concepts alike.
+    sure_margin: float = 0.0
 
 
 def tag_config(settings) -> TagConfig:
@@ -60,6 +66,7 @@ def tag_config(settings) -> TagConfig:
         background_quantile=settings.tag_background_quantile,
         stage2_budget=settings.tag_stage2_budget,
         stage2=settings.tag_stage2,
+        sure_margin=settings.tag_sure_margin,
     )
 
 
@@ -79,6 +86,7 @@ class TagReport:
     reasoning_calls: int = 0
     calibration_calls: int = 0  # stage-2 calls on concepts' own photos (`calibration`), only after a change
     suggestions: int = 0
+    sure: int = 0  # suggestions stage 1 was sure of (`sure_margin`), tagged whatever stage 2 said
     failed: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -177,6 +185,19 @@ def concept_quantile(config: TagConfig, n_concepts: int) -> float:
     if config.stage2_budget <= 0 or n_concepts <= 0:
         return config.background_quantile
     return round(max(config.background_quantile, 1 - config.stage2_budget / n_concepts), 6)
+
+
+def stage1_margin(vector: np.ndarray, protos: Sequence[Prototype], best: Prototype) -> float:
+    """How far `best`'s similarity to the photo is above every other concept's (pure); inf with no other.
+
+    >>> a = Prototype(None, np.array([[1.0, 0.0]]), 0.5, frozenset())
+    >>> b = Prototype(None, np.array([[0.6, 0.8], [0.0, 1.0]]), 0.5, frozenset())
+    >>> round(stage1_margin(np.array([1.0, 0.0]), [a, b], a), 3), stage1_margin(np.array([1.0, 0.0]), [a], a)
+    (0.4, inf)
+    """
+    mine = float((best.vectors @ vector).max())
+    others = [float((p.vectors @ vector).max()) for p in protos if p is not best and len(p.vectors)]
+    return mine - max(others) if others else float("inf")
 
 
 def retrieve(vector: np.ndarray, protos: Sequence[Prototype], k: int) -> list[tuple[Prototype, float]]:
@@ -309,10 +330,12 @@ class Tagger:
         result = self.stage2(self.emb.image(photo_id), [p.concept for p, _ in hits])
         report.stage2_calls += result.calls
         thresholds = [self.threshold(p.concept) for p, _ in hits]
+        sure = self.config.sure_margin > 0 and stage1_margin(vector, protos, hits[0][0]) >= self.config.sure_margin
         if self.config.stage2 in ("recognize", "likelihood"):  # each candidate on its own: a photo can show several
-            picked = decide_all(result.scores, thresholds)
+            picked = decide_all(result.scores, [0.0] + thresholds[1:] if sure else thresholds)
         else:  # one answer among them: the best (on the demo library, also tagging runners-up cut precision)
-            picked = [i for i in [decide(result.scores, thresholds)] if i is not None]
+            picked = [0] if sure else [i for i in [decide(result.scores, thresholds)] if i is not None]
+        report.sure += int(sure)
         tags = []
         for i in picked:
             (proto, sim), score = hits[i], result.scores[i]

@@ -55,6 +55,9 @@ def test_tagging_knobs_are_read_checked_and_used(tmp_path):
     assert tag_config(s).stage2 == "identify" and any("must be one of identify, recognize" in n for n in s.notices)
     (home / "config.toml").write_text('tag_stage2 = "recognize"\n')
     assert tag_config(load_settings({"RRG_HOME": str(home)})).stage2 == "recognize"
+    (home / "config.toml").write_text("tag_sure_margin = 0.05\n")
+    assert tag_config(load_settings({"RRG_HOME": str(home)})).sure_margin == 0.05
+    assert tag_config(load_settings({"RRG_HOME": str(tmp_path / "fresh")})).sure_margin == 0.0  # off by default
     (home / "config.toml").write_text('tag_stage2 = "likelihood"\n')
     assert tag_config(load_settings({"RRG_HOME": str(home)})).stage2 == "likelihood"
     (home / "config.toml").write_text("tag_stage2_budget = 1\n")

@@ -117,6 +117,33 @@ def test_likelihood_stage2_scores_captions_against_the_concepts_own_photos(db, i
     assert report.failed == 0 and report.stage2_calls >= report.stage1_candidates
 
 
+def test_a_photo_stage_1_is_sure_of_is_tagged_whatever_stage_2_says(db, indexed, stores, model):
+    from rrg_local.concepts.tagging import retrieve, stage1_margin
+
+    store, emb = stores
+    store.add_photos(store.add("Bo", "dog"), [indexed(f"refs/bo{i}.jpg") for i in range(3)])
+    store.add_photos(store.add("Mug", "mug"), [indexed("refs/mug0.jpg"), indexed("refs/mug1.jpg")])
+    emb.run_jobs()
+    # A listener cut nothing clears: only stage 1's sure hits can be tagged.
+    strict = dict(stage2_default=2.0, calibrate=False, reasoning=False)
+    probe = Tagger(db, model, emb, TagConfig(**strict))
+    protos = probe.prototypes()
+    margins = {}
+    for (pid,) in db.execute("SELECT id FROM photos"):
+        known = {p.concept.id for p in protos if pid in p.positives}
+        hits = [(p, s) for p, s in retrieve(emb.get(pid), protos, 3) if p.concept.id not in known]
+        if hits:
+            margins[pid] = (hits[0][0].concept.name, stage1_margin(emb.get(pid), protos, hits[0][0]))
+    cut = sorted(m for _, m in margins.values())[len(margins) // 2]  # about half the candidates are sure
+    sure = {(pid, name) for pid, (name, m) in margins.items() if m >= cut}
+    assert 0 < len(sure) < len(margins)
+    report = Tagger(db, model, emb, TagConfig(**strict, sure_margin=cut)).run()
+    assert report.sure == report.suggestions == len(sure) and report.stage2_calls == len(margins)
+    assert {(t.photo_id, t.concept) for t in store.tags(statuses=("suggested",))} == sure
+    for t in store.tags(statuses=("suggested",)):
+        assert 0.0 <= t.score <= 1.0  # still stage 2's score, on its own scale
+
+
 def test_review_turns_verdicts_into_references_and_negatives(db, indexed, stores):
     store, _ = stores
     bo = store.add_photos(store.add("Bo", "dog"), [indexed("refs/bo0.jpg")])
