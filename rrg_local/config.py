@@ -78,7 +78,8 @@ class Settings:
 
 
 _EDITABLE = {f.name for f in fields(Settings)} - {"home", "notices"}
-_FRACTIONS = {"tag_background_quantile", "tag_stage2_budget", "tag_sure_margin"}
+# Knobs that must lie in [0, 1) (the TUI's settings form checks the same).
+FRACTIONS = {"tag_background_quantile", "tag_stage2_budget", "tag_sure_margin"}
 _CHOICES = {"tag_stage2": ("identify", "recognize", "likelihood")}
 
 
@@ -115,7 +116,7 @@ def _coerce(raw: dict, home: Path) -> tuple[Settings, list[str]]:
                 value = type(default)(value)
                 if value < 0:
                     raise ValueError("must not be negative")
-                if key in _FRACTIONS and value >= 1:
+                if key in FRACTIONS and value >= 1:
                     raise ValueError("must be below 1")
         except (TypeError, ValueError) as exc:
             notices.append(f"config: {key}: {exc}; using the default")

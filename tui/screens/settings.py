@@ -17,7 +17,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static, TextArea
 
-from rrg_local.config import Settings, save_settings
+from rrg_local.config import FRACTIONS, Settings, save_settings
 from rrg_local.vlm import registry
 from tui.views import MODEL_HOWTO
 
@@ -46,6 +46,9 @@ def parse_form(settings: Settings, folders_text: str, numbers: dict[str, str]) -
     >>> parse_form(Settings(home=Path("/h")), "", {"scan_workers": "-1"})
     Traceback (most recent call last):
     ValueError: scan_workers: must be a number >= 0
+    >>> parse_form(Settings(home=Path("/h")), "", {"tag_sure_margin": "1"})
+    Traceback (most recent call last):
+    ValueError: tag_sure_margin: must be below 1
     """
     folders = tuple(Path(line.strip()).expanduser().absolute() for line in folders_text.splitlines() if line.strip())
     changes: dict = {"folders": folders}
@@ -57,8 +60,8 @@ def parse_form(settings: Settings, folders_text: str, numbers: dict[str, str]) -
             value = -1
         if value < 0:
             raise ValueError(f"{name}: must be a number >= 0")
-        if name in ("tag_background_quantile", "tag_stage2_budget") and value > 1:
-            raise ValueError(f"{name}: must be between 0 and 1")
+        if name in FRACTIONS and value >= 1:
+            raise ValueError(f"{name}: must be below 1")
         changes[name] = value
     return replace(settings, **changes)
 
