@@ -27,6 +27,7 @@ from typing import Any
 
 from trainer import demo_tasks
 from trainer.demo_vision import VisionConfig, train_vision
+from trainer.prefetch import Prefetcher
 from trainer.tiny import TinyConfig, build_tiny
 
 # The demo model's shape: ~3.6 M parameters, 112 px photos = 16 image tokens.
@@ -80,7 +81,12 @@ class DemoConfig:
     # ~5x less than a negative its No: the listener's prior fell to P(Yes) ~0.24 on balanced data.
     decision_apart: bool = False
     micro_batches: int = 2  # the batch, sorted by length, in this many passes (less padding, same gradient)
-    bf16: bool = True  # CPU autocast: 1.75x faster here (AVX512-BF16), loss equal to 1e-5
+    bf16: bool = True  # autocast: 1.75x faster on this CPU (AVX512-BF16), loss equal to 1e-5
+    device: str = "cpu"  # where the model trains ("cuda" on a GPU machine); the photos render on the CPU
+    # 0: batches drawn here from one random stream (the shipped build's). N >= 1: step k's batch drawn from its
+    # own seed (`step_rng`) by N worker processes (`trainer.prefetch`): other samples than 0's, the same for
+    # every N, and a resumed run needs no stream state. For machines with cores to spare (a GPU machine).
+    workers: int = 0
     time_limit_s: float = field(default=0.0, metadata={"help": "stop (and save) after this long; 0: no limit"})
     # A later phase starts from an earlier phase's model folder (its own schedule, no vision stage).
     warm_start: str = ""
@@ -113,6 +119,18 @@ def draw_batch(rng: random.Random, config: DemoConfig, step: int, *, evaluation:
         got = _sample(task, rng, config, hard, evaluation)
         out.extend(got if isinstance(got, list) else [got])
     return out[: config.batch]
+
+
+def step_rng(seed: int, step: int) -> random.Random:
+    """The random stream of `step`'s batch with `workers`: its own, so any worker can draw it."""
+    return random.Random(f"stage-b:{seed}:{step}")
+
+
+def step_batches(config: DemoConfig, first: int, *, start: int = 0, stride: int = 1):
+    """The batches of steps `first + start`, `first + start + stride`, ... below `config.steps`, each from
+    `step_rng`: what a `Prefetcher` worker draws for `pretrain` with `config.workers`."""
+    for step in range(first + start, config.steps, stride):
+        yield draw_batch(step_rng(config.seed, step), config, step)
 
 
 def _sample(task: str, rng: random.Random, config: DemoConfig, hard: float, evaluation: bool):
@@ -224,9 +242,10 @@ def answer_loss(
     import torch
     import torch.nn.functional as F
 
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        logits = model(**batch["inputs"]).logits
-    labels = batch["labels"][:, 1:]
+    dev = model.device
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = model(**{k: v.to(dev) for k, v in batch["inputs"].items()}).logits
+    labels = batch["labels"][:, 1:].to(dev)
     token = F.cross_entropy(
         logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="none"
     ).view(labels.shape)
@@ -251,7 +270,7 @@ def score(samples: Sequence, batch: dict, logits: Any, encoder: Encoder) -> list
 
     out = []
     labels = batch["labels"]
-    pred = logits[:, :-1].argmax(-1)
+    pred = logits[:, :-1].argmax(-1).cpu()
     for i, sample in enumerate(samples):
         row: dict[str, Any] = {"task": sample.task}
         mask = labels[i, 1:] != -100
@@ -259,7 +278,7 @@ def score(samples: Sequence, batch: dict, logits: Any, encoder: Encoder) -> list
         pos = batch["decisions"][i]
         if pos >= 0:
             firsts = [encoder.ids(o)[0] for o in sample.options]
-            probs, _ = option_probs(logits[i, pos].float().numpy(), firsts)
+            probs, _ = option_probs(logits[i, pos].float().cpu().numpy(), firsts)
             row["correct"] = float(int(np.argmax(probs)) == sample.label)
             row["negative"] = sample.task == "recognition" and sample.label == 1
             row["p_first"] = float(probs[0])  # recognition: P(Yes)
@@ -291,9 +310,10 @@ def answer_logliks(
     with torch.no_grad():
         for i in range(0, len(samples), batch_size):
             batch = encoder(samples[i : i + batch_size], model)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                logits = model(**batch["inputs"]).logits
-            labels = batch["labels"][:, 1:]
+            dev = model.device
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                logits = model(**{k: v.to(dev) for k, v in batch["inputs"].items()}).logits
+            labels = batch["labels"][:, 1:].to(dev)
             ce = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-100,
                                  reduction="none").view(labels.shape)  # fmt: skip
             out += (-ce.sum(1)).tolist()
@@ -407,11 +427,24 @@ def same_config(stored: dict, current: dict) -> bool:
     False
     """
     defaults = json.loads(json.dumps(asdict(DemoConfig())))
-    old, new = stored["demo_config"], dict(current["demo_config"])
-    for key in set(new) - set(old):
-        if new[key] == defaults.get(key):
-            del new[key]
-    return old == new
+    return stored["demo_config"] == without_new_defaults(current["demo_config"], stored["demo_config"], defaults)
+
+
+def without_new_defaults(new: dict, old: dict, defaults: dict) -> dict:
+    """`new` less the keys (at any depth) that `old` lacks and whose value is the default: what a config written
+    before those fields existed would have said.
+
+    >>> without_new_defaults({"a": 1, "v": {"b": 2, "w": 0}, "x": 3}, {"a": 1, "v": {"b": 2}}, {"v": {"w": 0}, "x": 0})
+    {'a': 1, 'v': {'b': 2}, 'x': 3}
+    """
+    out = {}
+    for key, value in new.items():
+        if key not in old and key in defaults and value == defaults[key]:
+            continue
+        if isinstance(value, dict) and isinstance(old.get(key), dict):
+            value = without_new_defaults(value, old[key], defaults.get(key) or {})
+        out[key] = value
+    return out
 
 
 def pretrain(config: DemoConfig, run_dir: Path, *, log: Any = print, stop_after: int | None = None) -> Path | None:
@@ -436,7 +469,7 @@ def pretrain(config: DemoConfig, run_dir: Path, *, log: Any = print, stop_after:
     init = init_model(config, run_dir)
     ckpt = run_dir / "checkpoint"
     start_from = ckpt if ckpt.exists() else Path(config.warm_start) if config.warm_start else init
-    model = AutoModelForImageTextToText.from_pretrained(start_from, dtype=torch.float32)
+    model = AutoModelForImageTextToText.from_pretrained(start_from, dtype=torch.float32).to(config.device)
     model.train()
     encoder = Encoder(init)
     if not ckpt.exists() and config.vision.steps and not config.warm_start:
@@ -474,48 +507,53 @@ def pretrain(config: DemoConfig, run_dir: Path, *, log: Any = print, stop_after:
     held_out = eval_set(config)
     metrics = run_dir / "metrics.jsonl"
     start, seen, first = time.monotonic(), 0, step
-    while step < config.steps:
-        samples = draw_batch(rng, config, step)
-        for group in opt.param_groups:
-            group["lr"] = _lr(config, step) * group["lr_scale"]
-        opt.zero_grad(set_to_none=True)
-        loss = 0.0
-        for chunk in micro_batches(samples, config.micro_batches):
-            per_sample, _ = answer_loss(
-                model,
-                encoder(chunk, model),
-                bf16=config.bf16,
-                decision_weight=config.decision_weight,
-                decision_apart=config.decision_apart,
-            )
-            part = per_sample.sum() / len(samples)  # the batch mean, whatever the chunking
-            part.backward()
-            loss += float(part.detach())
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        step += 1
-        seen += len(samples)
-        elapsed = time.monotonic() - start
-        row: dict[str, Any] = {
-            "step": step,
-            "loss": round(loss, 4),
-            "lr": _lr(config, step - 1),
-            "samples_per_s": round(seen / elapsed, 2),
-        }
-        out_of_time = bool(config.time_limit_s) and elapsed > config.time_limit_s
-        if step % config.eval_every == 0 or step == config.steps or out_of_time:
-            row.update(evaluate(model, encoder, held_out, bf16=config.bf16))
-            log(json.dumps(row))
-        with metrics.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        interrupted = stop_after is not None and step - first >= stop_after
-        if step % config.checkpoint_every == 0 or step == config.steps or out_of_time or interrupted:
-            _save(model, opt, step, rng, run_dir)
-        if interrupted:
-            return None
-        if out_of_time:
-            log(f"time limit reached at step {step}")
-            break
+    fresh = Prefetcher(step_batches, config, first, workers=config.workers) if config.workers else None
+    try:
+        while step < config.steps:
+            samples = next(fresh) if fresh is not None else draw_batch(rng, config, step)
+            for group in opt.param_groups:
+                group["lr"] = _lr(config, step) * group["lr_scale"]
+            opt.zero_grad(set_to_none=True)
+            loss = 0.0
+            for chunk in micro_batches(samples, config.micro_batches):
+                per_sample, _ = answer_loss(
+                    model,
+                    encoder(chunk, model),
+                    bf16=config.bf16,
+                    decision_weight=config.decision_weight,
+                    decision_apart=config.decision_apart,
+                )
+                part = per_sample.sum() / len(samples)  # the batch mean, whatever the chunking
+                part.backward()
+                loss += float(part.detach())
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+            seen += len(samples)
+            elapsed = time.monotonic() - start
+            row: dict[str, Any] = {
+                "step": step,
+                "loss": round(loss, 4),
+                "lr": _lr(config, step - 1),
+                "samples_per_s": round(seen / elapsed, 2),
+            }
+            out_of_time = bool(config.time_limit_s) and elapsed > config.time_limit_s
+            if step % config.eval_every == 0 or step == config.steps or out_of_time:
+                row.update(evaluate(model, encoder, held_out, bf16=config.bf16))
+                log(json.dumps(row))
+            with metrics.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            interrupted = stop_after is not None and step - first >= stop_after
+            if step % config.checkpoint_every == 0 or step == config.steps or out_of_time or interrupted:
+                _save(model, opt, step, rng, run_dir)
+            if interrupted:
+                return None
+            if out_of_time:
+                log(f"time limit reached at step {step}")
+                break
+    finally:
+        if fresh is not None:
+            fresh.close()
     final = run_dir / "hf"
     if final.exists():
         shutil.rmtree(final)

@@ -15,13 +15,14 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from rrg_local.demo.attributes import CATEGORIES, COLOURS, MARKS, PARTS, PATTERNS
 from rrg_local.demo.photo import PhotoTruth
 from rrg_local.demo.scenes import SCENES
+from trainer.prefetch import Prefetcher
 
 HEADS = {
     "category": len(CATEGORIES) + 1,  # + background
@@ -50,6 +51,10 @@ class VisionConfig:
     # The part head names (category, part) pairs, 18 classes, instead of the part's index in its category (3
     # classes that mean a handle on a mug and a band on a ball); its accuracy is still read within the category.
     part_by_category: bool = False
+    # 0: fresh batches rendered here from one random stream (the shipped build's photos). N >= 1: batch k drawn
+    # from its own seed (`batch_rng`) by N worker processes (`trainer.prefetch`): other photos than 0's, the
+    # same for every N. Worth it where cores are many and the tower trains on a GPU; on two cores it is not.
+    workers: int = 0
 
 
 def token_targets(truth: PhotoTruth, grid: tuple[int, int], coverage: float) -> dict[str, list[int]]:
@@ -171,7 +176,7 @@ def within_category(logits: Any, category: Any) -> Any:
     """
     import torch
 
-    return logits.view(len(logits), -1, HEADS["part"])[torch.arange(len(logits)), category]
+    return logits.view(len(logits), -1, HEADS["part"])[torch.arange(len(logits), device=logits.device), category]
 
 
 def _losses(visual: Any, heads: Any, scene_head: Any, photos: list[_Photo], *, object_pool: bool, bf16: bool):
@@ -180,9 +185,14 @@ def _losses(visual: Any, heads: Any, scene_head: Any, photos: list[_Photo], *, o
     import torch.nn.functional as F
 
     merge = visual.spatial_merge_size
-    thw = torch.stack([p.thw for p in photos])
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        tokens = visual(torch.cat([p.pixels for p in photos]).float(), grid_thw=thw).pooler_output
+    dev = next(visual.parameters()).device
+
+    def tensor(values: Any) -> Any:
+        return torch.tensor(values, device=dev)
+
+    thw = torch.stack([p.thw for p in photos]).to(dev)
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+        tokens = visual(torch.cat([p.pixels for p in photos]).to(dev).float(), grid_thw=thw).pooler_output
     tokens = tokens.float()
     sizes = [int(p.thw.prod()) // merge**2 for p in photos]
     losses, accs = {}, {}
@@ -197,7 +207,7 @@ def _losses(visual: Any, heads: Any, scene_head: Any, photos: list[_Photo], *, o
     rows, pooled_y, offset = [], {k: [] for k in HEADS}, 0
     for p, size in zip(photos, sizes, strict=True):
         for weights, targets in p.objects:
-            rows.append((offset, torch.tensor(weights)))
+            rows.append((offset, tensor(weights)))
             for k in pooled_y:
                 pooled_y[k].append(targets[k])
         offset += size
@@ -205,18 +215,60 @@ def _losses(visual: Any, heads: Any, scene_head: Any, photos: list[_Photo], *, o
         pooled = torch.stack([(tokens[o : o + len(w)] * w[:, None]).sum(0) / w.sum() for o, w in rows])
     for k, head in heads.items():
         if k == "part" and head.out_features > HEADS["part"] and rows:  # (category, part) pairs
-            category, part = torch.tensor(pooled_y["category"]), torch.tensor(pooled_y["part"])
+            category, part = tensor(pooled_y["category"]), tensor(pooled_y["part"])
             logits = head(pooled)
             losses[k] = F.cross_entropy(logits, HEADS["part"] * category + part)
             accs[k] = float((within_category(logits, category).argmax(-1) == part).float().mean())
         elif object_pool and k != "category":
             if rows:
-                add(k, head(pooled), torch.tensor(pooled_y[k]))
+                add(k, head(pooled), tensor(pooled_y[k]))
         else:
-            add(k, head(tokens), torch.tensor([v for p in photos for v in p.tokens[k]]))
+            add(k, head(tokens), tensor([v for p in photos for v in p.tokens[k]]))
     per_image = torch.stack([t.mean(0) for t in torch.split(tokens, sizes)])
-    add("scene", scene_head(per_image), torch.tensor([p.scene for p in photos]))
+    add("scene", scene_head(per_image), tensor([p.scene for p in photos]))
     return losses, accs
+
+
+def render_encoded(n: int, rng: random.Random, photo_size: int, proc: Any, merge: int, coverage: float, *,
+                   compact: bool = False) -> list[_Photo]:  # fmt: skip
+    """`n` fresh photos from `rng`, rendered and encoded (the processor runs once per 256)."""
+    out: list[_Photo] = []
+    for i in range(0, n, 256):
+        photos = [_render(rng, photo_size) for _ in range(min(256, n - i))]
+        out += encode_photos(photos, proc, merge, coverage, compact=compact)
+    return out
+
+
+def batch_rng(seed: int, k: int) -> random.Random:
+    """The random stream of stage A's batch `k` with `workers`: its own, so any worker can draw it.
+
+    >>> batch_rng(0, 3).random() == batch_rng(0, 3).random() != batch_rng(0, 4).random()
+    True
+    """
+    return random.Random(f"stage-a:{seed}:{k}")
+
+
+def fresh_batches(seed: int, steps: int, batch: int, photo_size: int, proc: Any, merge: int, coverage: float, *,
+                  start: int = 0, stride: int = 1):  # fmt: skip
+    """Stage A's batches `start, start + stride, ...` below `steps`, each from `batch_rng`, as lists of `to_wire`
+    photos: what a `Prefetcher` worker makes (one thread; numpy arrays pickle without shared memory)."""
+    import torch
+
+    torch.set_num_threads(1)
+    for k in range(start, steps, stride):
+        photos = render_encoded(batch, batch_rng(seed, k), photo_size, proc, merge, coverage)
+        yield [to_wire(p) for p in photos]
+
+
+def to_wire(photo: _Photo) -> _Photo:
+    """`photo` with numpy arrays for tensors (bit for bit), to cross a process boundary; `from_wire` undoes it."""
+    return replace(photo, pixels=photo.pixels.numpy(), thw=photo.thw.numpy())
+
+
+def from_wire(photo: _Photo) -> _Photo:
+    import torch
+
+    return replace(photo, pixels=torch.from_numpy(photo.pixels), thw=torch.from_numpy(photo.thw))
 
 
 def train_vision(model: Any, proc: Any, config: VisionConfig, *, seed: int, photo_size: int, bf16: bool,
@@ -224,8 +276,10 @@ def train_vision(model: Any, proc: Any, config: VisionConfig, *, seed: int, phot
     """Train `model.model.visual` (in place) with attribute heads; returns the tower's state dict.
 
     With `config.bank`, that many photos are rendered once and batches are drawn from them epoch by epoch
-    (rendering costs more than the tower's step); without, every batch is freshly rendered. Every `log_every`
-    steps the heads are also measured on `config.held_out` fresh photos, never trained on (`held_acc_*`).
+    (rendering costs more than the tower's step); without, every batch is freshly rendered, here or, with
+    `config.workers`, by worker processes while the tower trains. The tower trains where `model` is (CPU or
+    GPU); the state dict comes back on the CPU. Every `log_every` steps the heads are also measured on
+    `config.held_out` fresh photos, never trained on (`held_acc_*`).
     """
     import torch
 
@@ -235,56 +289,61 @@ def train_vision(model: Any, proc: Any, config: VisionConfig, *, seed: int, phot
     if config.part_by_category and not config.object_pool:
         raise ValueError("part_by_category needs object_pool")
     sizes = HEADS | ({"part": HEADS["part"] * len(CATEGORIES)} if config.part_by_category else {})
-    heads = torch.nn.ModuleDict({k: torch.nn.Linear(width, n) for k, n in sizes.items()})
-    scene_head = torch.nn.Linear(width, len(SCENES))
+    dev = next(visual.parameters()).device
+    heads = torch.nn.ModuleDict({k: torch.nn.Linear(width, n) for k, n in sizes.items()}).to(dev)
+    scene_head = torch.nn.Linear(width, len(SCENES)).to(dev)
     params = [*visual.parameters(), *heads.parameters(), *scene_head.parameters()]
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.01)
     rng = random.Random(seed + 77)
     merge = visual.spatial_merge_size
 
     def render(n: int, source: random.Random, compact: bool = False) -> list[_Photo]:
-        out: list[_Photo] = []
-        for i in range(0, n, 256):
-            photos = [_render(source, photo_size) for _ in range(min(256, n - i))]
-            out += encode_photos(photos, proc, merge, config.coverage, compact=compact)
-        return out
+        return render_encoded(n, source, photo_size, proc, merge, config.coverage, compact=compact)
 
-    start = time.monotonic()
-    held = render(config.held_out, random.Random(seed + 991)) if config.held_out else []
-    bank = render(config.bank, rng, compact=True) if config.bank else []
-    if bank:
-        log(f"stage A: {len(bank)} photos rendered in {time.monotonic() - start:.0f} s")
-    order: list[int] = []
-    metrics = Path(run_dir) / "vision_metrics.jsonl"
-    start = time.monotonic()
-    for step in range(config.steps):
-        visual.train()
+    fresh = None  # workers start first: they render batches while the held-out photos render here
+    if config.workers and not config.bank and config.steps:
+        args = (seed, config.steps, config.batch, photo_size, proc, merge, config.coverage)
+        fresh = Prefetcher(fresh_batches, *args, workers=config.workers)
+    try:
+        start = time.monotonic()
+        held = render(config.held_out, random.Random(seed + 991)) if config.held_out else []
+        bank = render(config.bank, rng, compact=True) if config.bank else []
         if bank:
-            if len(order) < config.batch:
-                order += rng.sample(range(len(bank)), len(bank))
-            batch, order = [bank[i] for i in order[: config.batch]], order[config.batch :]
-        else:
-            batch = render(config.batch, rng)
-        lr = config.lr * min(1.0, (step + 1) / config.warmup) * (0.1 + 0.9 * (1 - step / config.steps))
-        for g in opt.param_groups:
-            g["lr"] = lr
-        losses, accs = _losses(visual, heads, scene_head, batch, object_pool=config.object_pool, bf16=bf16)
-        loss = sum(losses.values())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        speed = round((step + 1) * config.batch / (time.monotonic() - start), 1)
-        row = {"step": step + 1, "loss": round(float(loss.detach()), 4), "images_per_s": speed}
-        row |= {f"acc_{k}": round(v, 3) for k, v in accs.items()}
-        if held and ((step + 1) % config.log_every == 0 or step + 1 == config.steps):
-            visual.eval()
-            with torch.no_grad():
-                parts = [_losses(visual, heads, scene_head, held[i : i + 128], object_pool=config.object_pool,
-                                 bf16=bf16)[1] for i in range(0, len(held), 128)]  # fmt: skip
-            row |= {f"held_acc_{k}": round(sum(p[k] for p in parts) / len(parts), 3) for k in parts[0]}
-        with metrics.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        if (step + 1) % config.log_every == 0:
-            log(json.dumps(row))
-    return {k: v.detach().clone() for k, v in visual.state_dict().items()}
+            log(f"stage A: {len(bank)} photos rendered in {time.monotonic() - start:.0f} s")
+        order: list[int] = []
+        metrics = Path(run_dir) / "vision_metrics.jsonl"
+        start = time.monotonic()
+        for step in range(config.steps):
+            visual.train()
+            if bank:
+                if len(order) < config.batch:
+                    order += rng.sample(range(len(bank)), len(bank))
+                batch, order = [bank[i] for i in order[: config.batch]], order[config.batch :]
+            else:
+                batch = [from_wire(p) for p in next(fresh)] if fresh else render(config.batch, rng)
+            lr = config.lr * min(1.0, (step + 1) / config.warmup) * (0.1 + 0.9 * (1 - step / config.steps))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            losses, accs = _losses(visual, heads, scene_head, batch, object_pool=config.object_pool, bf16=bf16)
+            loss = sum(losses.values())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            speed = round((step + 1) * config.batch / (time.monotonic() - start), 1)
+            row = {"step": step + 1, "loss": round(float(loss.detach()), 4), "images_per_s": speed}
+            row |= {f"acc_{k}": round(v, 3) for k, v in accs.items()}
+            if held and ((step + 1) % config.log_every == 0 or step + 1 == config.steps):
+                visual.eval()
+                with torch.no_grad():
+                    parts = [_losses(visual, heads, scene_head, held[i : i + 128], object_pool=config.object_pool,
+                                     bf16=bf16)[1] for i in range(0, len(held), 128)]  # fmt: skip
+                row |= {f"held_acc_{k}": round(sum(p[k] for p in parts) / len(parts), 3) for k in parts[0]}
+            with metrics.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            if (step + 1) % config.log_every == 0:
+                log(json.dumps(row))
+    finally:
+        if fresh is not None:
+            fresh.close()
+    return {k: v.detach().cpu().clone() for k, v in visual.state_dict().items()}

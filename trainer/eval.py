@@ -176,7 +176,7 @@ class HFBackend:
         prompt = grpo.Prompt(torch.cat([base.input_ids, forced], dim=1), base.pixel_values, base.image_grid_thw)
         with torch.no_grad(), grpo.adapter_off(model):
             logits = model(**grpo._model_inputs(model, prompt, None, 1)).logits[0, -1]
-        probs, _ = option_probs(logits.float().numpy(), self.options)
+        probs, _ = option_probs(logits.float().cpu().numpy(), self.options)
         return float(probs[0])
 
     def caption(self, path: Path, candidates: Sequence[Any]) -> str | None:
@@ -205,7 +205,7 @@ class HFBackend:
         firsts = [tok(label, add_special_tokens=False).input_ids[0] for label in labels]
         with torch.no_grad(), grpo.adapter_off(model):
             logits = model(**grpo._model_inputs(model, prompt, None, 1)).logits[0, -1]
-            probs, _ = option_probs(logits.float().numpy(), firsts)
+            probs, _ = option_probs(logits.float().cpu().numpy(), firsts)
             prompt = extend(prompt, f'{labels[int(probs.argmax())]}", "Caption": "')
             text = self._greedy(prompt)
         return text.split('"')[0]

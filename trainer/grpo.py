@@ -287,7 +287,7 @@ def listener_p_yes(
     options = [tokenizer(o, add_special_tokens=False).input_ids[0] for o in ("Yes", "No")]
     with torch.no_grad(), adapter_off(model):
         logits = model(**_model_inputs(model, prompt, None, 1)).logits[0, -1]
-    return float(option_probs(logits.float().numpy(), options)[0][0])
+    return float(option_probs(logits.float().cpu().numpy(), options)[0][0])
 
 
 def listener_caption_logprobs(

@@ -47,11 +47,16 @@ def test_manifest_records_the_build_and_fits_the_budget(shipped):
 def test_the_shipped_build_is_what_the_build_command_makes_now(shipped):
     """`rrg-train demo-model` with its defaults must rebuild the shipped model: the configs may not drift."""
     import json
-    from dataclasses import asdict
+    from dataclasses import asdict, replace
 
     from trainer.demo_build import BuildConfig
+    from trainer.demo_model import without_new_defaults
 
-    assert shipped.manifest["build"]["config"] == json.loads(json.dumps(asdict(BuildConfig())))
+    now, stored = json.loads(json.dumps(asdict(BuildConfig()))), shipped.manifest["build"]["config"]
+    # Fields added since the build change nothing it makes while they hold their defaults (`device`, `workers`).
+    assert stored == without_new_defaults(now, stored, now)
+    moved = BuildConfig(pretrain=replace(BuildConfig().pretrain, workers=4))  # a new field off its default
+    assert stored != without_new_defaults(json.loads(json.dumps(asdict(moved))), stored, now)
 
 
 def photo(tmp_path, concept, seed, name="p.jpg"):
