@@ -243,11 +243,13 @@ def tag(ctx: Context, limit: int | None) -> None:
 @pass_ctx
 def tags(ctx: Context, name: str, show_all: bool) -> None:
     """Photos tagged with a concept: confirmed, and suggested with their score."""
+    from rrg_local.concepts.store import score_text
+
     _, store, _ = _stores(ctx)
     c = _concept(store, name)
     statuses = ("suggested", "confirmed", "rejected") if show_all else ("suggested", "confirmed")
     for t in store.tags(c, statuses=statuses):
-        score = "" if t.score is None else f" {t.score:.2f}"
+        score = "" if t.score is None else f" {score_text(t)}"
         click.echo(f"{t.photo_id:>6}  {t.taken_at[:10]}  {t.status}{score}  {t.path}")
 
 
@@ -258,6 +260,7 @@ def tags(ctx: Context, name: str, show_all: bool) -> None:
 @pass_ctx
 def review(ctx: Context, name: str | None, confirms: tuple[int, ...], rejects: tuple[int, ...]) -> None:
     """Confirm or reject suggested tags (interactive on a terminal, or with --confirm/--reject)."""
+    from rrg_local.concepts.store import score_text
     from rrg_local.concepts.tagging import TagConfig, calibrate
 
     _, store, _ = _stores(ctx)
@@ -270,10 +273,10 @@ def review(ctx: Context, name: str | None, confirms: tuple[int, ...], rejects: t
             pending = store.tags(c, statuses=("suggested",))
             if not sys.stdin.isatty():
                 for t in pending:
-                    click.echo(f"<{c.name}> {t.photo_id:>6} {t.score or 0:.2f} {t.path}  {t.reasoning or ''}")
+                    click.echo(f"<{c.name}> {t.photo_id:>6} {score_text(t)} {t.path}  {t.reasoning or ''}")
                 continue
             for t in pending:
-                click.echo(f"<{c.name}>? photo {t.photo_id} ({t.taken_at[:10]}, score {t.score or 0:.2f}) {t.path}")
+                click.echo(f"<{c.name}>? photo {t.photo_id} ({t.taken_at[:10]}, score {score_text(t)}) {t.path}")
                 if t.reasoning:
                     click.echo(f"  {t.reasoning}")
                 key = click.prompt("  [y]es / [n]o / [s]kip / [q]uit", default="s", show_default=False).lower()

@@ -170,10 +170,17 @@ def _m003_calibrations(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m004_tag_sure(db: sqlite_utils.Database) -> None:
+    # A suggestion stage 1 alone decided (`tag_sure_margin`): its margin over every other concept, so that a
+    # reviewer sees why a photo with a low stage-2 score was tagged. NULL: stage 2 decided.
+    db.execute("ALTER TABLE tags ADD COLUMN sure REAL")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_library", _m001_library),
     ("002_concepts", _m002_concepts),
     ("003_calibrations", _m003_calibrations),
+    ("004_tag_sure", _m004_tag_sure),
 ]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rrg_local.concepts.store import Tag, name_key
+from rrg_local.concepts.store import Tag, name_key, score_text
 from rrg_local.library.query import PhotoRow
 
 # What the library knows per photo for filtering: (concept name, tag status) pairs.
@@ -100,8 +100,7 @@ def photo_meta(row: PhotoRow) -> str:
 
 
 def tag_cells(tag: Tag) -> tuple[str, str, str, str]:
-    score = "-" if tag.score is None else f"{tag.score:.2f}"
-    return (tag.concept, tag.status, score, (tag.reasoning or "").replace("\n", " "))
+    return (tag.concept, tag.status, score_text(tag), (tag.reasoning or "").replace("\n", " "))
 
 
 def concept_details(c: ConceptView) -> str:

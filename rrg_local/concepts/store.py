@@ -50,6 +50,19 @@ class Tag:
     reasoning: str | None
     taken_at: str
     path: str | None
+    sure: float | None = None  # stage 1's margin when it alone decided (`TagConfig.sure_margin`); else None
+
+
+def score_text(tag: Tag) -> str:
+    """A tag's score as a reviewer reads it: stage 2's, and stage 1's margin where that alone decided.
+
+    >>> score_text(Tag(1, 2, "Bo", "suggested", 0.123, 0.91, None, "2024-05-01", "a.jpg", 0.083))
+    '0.12 (stage 1 sure: +0.08 over every other concept)'
+    >>> score_text(Tag(1, 2, "Bo", "confirmed", None, None, None, "2024-05-01", "a.jpg"))
+    '-'
+    """
+    score = "-" if tag.score is None else f"{tag.score:.2f}"
+    return score if tag.sure is None else f"{score} (stage 1 sure: +{tag.sure:.2f} over every other concept)"
 
 
 def name_key(name: str) -> str:
@@ -244,10 +257,11 @@ class ConceptStore:
         self.conn.execute("DELETE FROM tags WHERE photo_id = ? AND status = 'suggested'", [photo_id])
         self.conn.executemany(
             "INSERT INTO tags (photo_id, concept_id, status, score, stage1, reasoning, model, concept_version, "
-            "created_at, updated_at) VALUES (?, ?, 'suggested', ?, ?, ?, ?, ?, ?, ?) "
+            "created_at, updated_at, sure) VALUES (?, ?, 'suggested', ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (photo_id, concept_id) DO NOTHING",
             [
                 (photo_id, r["concept_id"], r["score"], r["stage1"], r.get("reasoning"), model, r["version"], now, now)
+                + (r.get("sure"),)
                 for r in results
             ],
         )
@@ -268,7 +282,7 @@ class ConceptStore:
             params.append(photo_id)
         rows = self.conn.execute(
             "SELECT t.photo_id, t.concept_id, c.name, t.status, t.score, t.stage1, t.reasoning, p.taken_at, "
-            "(SELECT path FROM paths WHERE photo_id = p.id AND missing = 0 ORDER BY raw LIMIT 1) "
+            "(SELECT path FROM paths WHERE photo_id = p.id AND missing = 0 ORDER BY raw LIMIT 1), t.sure "
             "FROM tags t JOIN concepts c ON c.id = t.concept_id JOIN photos p ON p.id = t.photo_id "
             f"WHERE {' AND '.join(where)} ORDER BY p.taken_at, p.id",
             params,

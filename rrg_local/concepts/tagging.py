@@ -10,8 +10,9 @@ call (P(Yes)) for a single candidate, or one identification call among the top-K
 suggestion, with its reasoning, when its score clears that concept's threshold (`decide`, `decide_all`): calibrated
 from the person's confirmations and rejections (`calibrate`), else from the concept's own photos
 (`rrg_local.concepts.calibration`), else the default. With `sure_margin`, a photo whose stage-1 similarity to one
-concept beats every other concept's by that margin is tagged with it whatever stage 2 says (`stage1_margin`): stage
-2 then decides only between concepts stage 1 cannot tell apart. `Tagger.run()` works through the `tag` jobs, so an
+concept beats every other concept's by that margin is tagged with it whatever stage 2 says (`stage1_margin`; the
+suggestion keeps the margin, `Tag.sure`, so a reviewer sees why): stage 2 then decides only between concepts stage 1
+cannot tell apart, and alone when there is one concept. `Tagger.run()` works through the `tag` jobs, so an
 interrupted run resumes. VLM calls are counted: with N photos and C concepts, stage 2 costs at most one call per
 photo whatever C is in "identify" mode (plus one short reasoning call per suggestion, and a calibration of a few
 calls per concept after a concept changed).
@@ -188,16 +189,17 @@ def concept_quantile(config: TagConfig, n_concepts: int) -> float:
 
 
 def stage1_margin(vector: np.ndarray, protos: Sequence[Prototype], best: Prototype) -> float:
-    """How far `best`'s similarity to the photo is above every other concept's (pure); inf with no other.
+    """How far `best`'s similarity to the photo is above every other concept's (pure); -inf with no other
+    concept (beating nothing is no evidence: with one concept, stage 2 always decides).
 
     >>> a = Prototype(None, np.array([[1.0, 0.0]]), 0.5, frozenset())
     >>> b = Prototype(None, np.array([[0.6, 0.8], [0.0, 1.0]]), 0.5, frozenset())
     >>> round(stage1_margin(np.array([1.0, 0.0]), [a, b], a), 3), stage1_margin(np.array([1.0, 0.0]), [a], a)
-    (0.4, inf)
+    (0.4, -inf)
     """
     mine = float((best.vectors @ vector).max())
     others = [float((p.vectors @ vector).max()) for p in protos if p is not best and len(p.vectors)]
-    return mine - max(others) if others else float("inf")
+    return mine - max(others) if others else float("-inf")
 
 
 def retrieve(vector: np.ndarray, protos: Sequence[Prototype], k: int) -> list[tuple[Prototype, float]]:
@@ -330,7 +332,8 @@ class Tagger:
         result = self.stage2(self.emb.image(photo_id), [p.concept for p, _ in hits])
         report.stage2_calls += result.calls
         thresholds = [self.threshold(p.concept) for p, _ in hits]
-        sure = self.config.sure_margin > 0 and stage1_margin(vector, protos, hits[0][0]) >= self.config.sure_margin
+        margin = stage1_margin(vector, protos, hits[0][0]) if self.config.sure_margin > 0 else None
+        sure = margin is not None and margin >= self.config.sure_margin
         if self.config.stage2 in ("recognize", "likelihood"):  # each candidate on its own: a photo can show several
             picked = decide_all(result.scores, [0.0] + thresholds[1:] if sure else thresholds)
         else:  # one answer among them: the best (on the demo library, also tagging runners-up cut precision)
@@ -351,6 +354,7 @@ class Tagger:
                     "stage1": sim,
                     "reasoning": reasoning,
                     "version": proto.concept.version,
+                    "sure": margin if sure and i == 0 else None,
                 }
             )
         return tags

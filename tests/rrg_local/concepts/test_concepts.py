@@ -4,7 +4,7 @@ import pytest
 
 from rrg_local.concepts.ask import Asker
 from rrg_local.concepts.describe import DescribeConfig, hard_negatives, write_description
-from rrg_local.concepts.store import ConceptError
+from rrg_local.concepts.store import ConceptError, score_text
 from rrg_local.concepts.tagging import TagConfig, Tagger
 from rrg_local.jobs import Jobs
 
@@ -142,6 +142,18 @@ def test_a_photo_stage_1_is_sure_of_is_tagged_whatever_stage_2_says(db, indexed,
     assert {(t.photo_id, t.concept) for t in store.tags(statuses=("suggested",))} == sure
     for t in store.tags(statuses=("suggested",)):
         assert 0.0 <= t.score <= 1.0  # still stage 2's score, on its own scale
+        assert t.sure == pytest.approx(margins[t.photo_id][1]) and t.sure >= cut  # and why it was tagged anyway
+        assert f"stage 1 sure: +{t.sure:.2f}" in score_text(t)
+
+
+def test_with_one_concept_stage_2_always_decides(db, indexed, stores, model):
+    store, emb = stores
+    store.add_photos(store.add("Bo", "dog"), [indexed(f"refs/bo{i}.jpg") for i in range(3)])
+    emb.run_jobs()
+    # Beating no other concept is no evidence: even the smallest margin does not tag past stage 2's "no".
+    report = Tagger(db, model, emb, TagConfig(stage2_default=2.0, calibrate=False, reasoning=False,
+                                              sure_margin=1e-9)).run()  # fmt: skip
+    assert report.stage1_candidates > 0 and report.sure == report.suggestions == 0
 
 
 def test_review_turns_verdicts_into_references_and_negatives(db, indexed, stores):
