@@ -57,8 +57,9 @@ def tiny_cmd(out: Path | None, quant: tuple[str, ...]) -> None:
 @main.command("demo-model", context_settings={"ignore_unknown_options": True})
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="The build folder.")
 @click.option("--ship", is_flag=True, help="Copy the result into rrg_local/demo/model with its manifest.")
+@click.option("--pretrain-only", is_flag=True, help="Stop after stage A, B1 and B2 (a GPU machine).")
 @click.argument("overrides", nargs=-1)
-def demo_model_cmd(out: Path, ship: bool, overrides: tuple[str, ...]) -> None:
+def demo_model_cmd(out: Path, ship: bool, pretrain_only: bool, overrides: tuple[str, ...]) -> None:
     """Build the demo model: pre-train on the demo world, RRG-train the speaker, export GGUF (resumable).
 
     OVERRIDES are key=value: pretrain.steps=2200, pretrain.batch=32, rrg.steps=120, bench_concepts=36.
@@ -69,7 +70,12 @@ def demo_model_cmd(out: Path, ship: bool, overrides: tuple[str, ...]) -> None:
         config = demo_build.config_with(overrides)
     except (AttributeError, TypeError, ValueError) as exc:
         raise click.ClickException(f"bad override: {exc}") from exc
-    record = demo_build.build(config, out, log=lambda line: click.echo(line, err=True))
+    log = lambda line: click.echo(line, err=True)  # noqa: E731
+    if pretrain_only:
+        base, timings = demo_build.pretrain_phases(config, out, log=log)
+        click.echo(f"base\t{base}\ntimings\t{timings}")
+        return
+    record = demo_build.build(config, out, log=log)
     click.echo(f"text\t{record['text']}\nmmproj\t{record['mmproj']}")
     if ship:
         click.echo(f"shipped\t{demo_build.ship(out)}")

@@ -105,6 +105,13 @@ def rrg_stage(config: BuildConfig, run: Path, base: Path, log=print) -> Path:
 
 def build(config: BuildConfig, run: Path, log=print) -> dict:
     """All stages; returns the build record (also written to `run/build.json`)."""
+    base, timings = pretrain_phases(config, run, log)
+    return finish(config, run, base, timings, log)
+
+
+def pretrain_phases(config: BuildConfig, run: Path, log=print) -> tuple[Path, dict[str, float]]:
+    """Stage A + B1 (`run/pretrain`) and B2 (`run/listener`); returns the last phase's HF folder and the
+    phases' times. A phase whose `hf/` is complete is skipped (also one trained on another machine)."""
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
@@ -114,7 +121,7 @@ def build(config: BuildConfig, run: Path, log=print) -> dict:
         start = time.monotonic()
         base = pretrain(replace(config.listener, warm_start=str(base)), run / "listener", log=log)
         timings["listener_s"] = round(time.monotonic() - start, 1)
-    return finish(config, run, base, timings, log)
+    return base, timings
 
 
 def finish(config: BuildConfig, run: Path, base: Path, timings: dict[str, float], log=print) -> dict:

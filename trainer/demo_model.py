@@ -419,15 +419,26 @@ def _save(model: Any, opt: Any, step: int, rng: random.Random, run_dir: Path) ->
 
 
 def same_config(stored: dict, current: dict) -> bool:
-    """Equal, except for fields added since the run started that still hold their defaults.
+    """Equal, except for fields added since the run started that still hold their defaults, and for where it
+    runs: the device, and the warm start's folder (a run moved from another machine, its phases with it).
 
     >>> same_config({"demo_config": {"steps": 5}}, {"demo_config": {"steps": 5, "warm_start": ""}})
     True
     >>> same_config({"demo_config": {"steps": 5}}, {"demo_config": {"steps": 6, "warm_start": ""}})
     False
+    >>> same_config({"demo_config": {"device": "cuda", "warm_start": "gpu/a/hf"}},
+    ...             {"demo_config": {"device": "cpu", "warm_start": "/here/a/hf"}})
+    True
+    >>> same_config({"demo_config": {"warm_start": ""}}, {"demo_config": {"warm_start": "/here/a/hf"}})
+    False
     """
     defaults = json.loads(json.dumps(asdict(DemoConfig())))
-    return stored["demo_config"] == without_new_defaults(current["demo_config"], stored["demo_config"], defaults)
+    old = dict(stored["demo_config"])
+    new = without_new_defaults(current["demo_config"], old, defaults)
+    for key in ("device", "warm_start"):
+        if key in old and key in new and (key == "device" or (old[key] and new[key])):
+            old[key] = new[key]
+    return old == new
 
 
 def without_new_defaults(new: dict, old: dict, defaults: dict) -> dict:
@@ -465,6 +476,9 @@ def pretrain(config: DemoConfig, run_dir: Path, *, log: Any = print, stop_after:
     if cfg_path.exists() and not same_config(json.loads(cfg_path.read_text()), json.loads(json.dumps(record))):
         raise ValueError(f"{run_dir} holds a run with another config; use a new directory")
     cfg_path.write_text(json.dumps(record, indent=1) + "\n")
+    final = run_dir / "hf"
+    if (final / "config.json").exists():  # this phase finished (e.g. on another machine): nothing left to do
+        return final
     torch.set_num_threads(config.threads)
     init = init_model(config, run_dir)
     ckpt = run_dir / "checkpoint"
@@ -496,7 +510,7 @@ def pretrain(config: DemoConfig, run_dir: Path, *, log: Any = print, stop_after:
     rng = random.Random(config.seed)
     step = 0
     if ckpt.exists():
-        state = torch.load(ckpt / "state.pt", weights_only=False)
+        state = torch.load(ckpt / "state.pt", weights_only=False, map_location="cpu")  # also one saved on a GPU
         opt.load_state_dict(state["optimizer"])
         step = state["step"]
         rng.setstate(state["rng"])
@@ -554,10 +568,9 @@ def pretrain(config: DemoConfig, run_dir: Path, *, log: Any = print, stop_after:
     finally:
         if fresh is not None:
             fresh.close()
-    final = run_dir / "hf"
-    if final.exists():
-        shutil.rmtree(final)
-    model.save_pretrained(final)
+    tmp = run_dir / "hf.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
     for name in (
         "tokenizer.json",
         "tokenizer_config.json",
@@ -569,8 +582,9 @@ def pretrain(config: DemoConfig, run_dir: Path, *, log: Any = print, stop_after:
         "added_tokens.json",
         "generation_config.json",
     ):
-        if (init / name).exists() and not (final / name).exists():
-            shutil.copy(init / name, final / name)
+        if (init / name).exists() and not (tmp / name).exists():
+            shutil.copy(init / name, tmp / name)
+    tmp.rename(final)  # complete or absent: a finished phase is skipped (above)
     plot_curves(run_dir)
     return final
 

@@ -64,6 +64,9 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     rows = dm.read_metrics(tmp_path / "b")
     assert [r["step"] for r in rows] == list(range(1, 7))
+    # A finished phase (its model folder complete, e.g. brought back from a GPU machine) is not trained again.
+    assert dm.pretrain(config, tmp_path / "b", log=lambda _: None) == resumed
+    assert dm.read_metrics(tmp_path / "b") == rows and not (tmp_path / "b" / "hf.tmp").exists()
     with pytest.raises(ValueError, match="another config"):
         dm.pretrain(small(lr=1e-3), tmp_path / "b", log=lambda _: None)
 
