@@ -208,3 +208,42 @@ def test_open_hf_loads_a_build_folder_and_names_a_wrong_one(tmp_path):
     assert model.config.text_config.hidden_size == SMALL.hidden_size and enc.ids("mug")
     with pytest.raises(ValueError, match="not an HF model folder"):
         dm.open_hf(tmp_path)
+
+
+def test_stage_b_with_workers_trains_the_same_whatever_their_number_and_resumes(tmp_path):
+    from safetensors.torch import load_file
+
+    def weights(folder):
+        return load_file(folder / "model.safetensors")
+
+    def run(name: str, stop_after: int | None = None, **kw):
+        config = small(vision=VisionConfig(steps=0), steps=5, batch=3, **kw)
+        return dm.pretrain(config, tmp_path / name, log=lambda _: None, stop_after=stop_after)
+
+    one = run("one", workers=1)
+    assert run("two", stop_after=2, workers=2) is None
+    two = run("two", workers=2)  # resumed at step 2
+    here = run("here")  # one stream: other samples
+    a, b, c = weights(one), weights(two), weights(here)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_stage_a_with_workers_trains_the_same_whatever_their_number(tmp_path):
+    from transformers import AutoModelForImageTextToText
+
+    from trainer import demo_vision
+
+    init = dm.init_model(small(), tmp_path)
+    proc = dm.Encoder(init).proc
+    states = {}
+    for workers in (0, 1, 2):
+        model = AutoModelForImageTextToText.from_pretrained(init)
+        run = tmp_path / f"w{workers}"
+        run.mkdir()
+        vc = VisionConfig(steps=3, batch=3, workers=workers, held_out=4, log_every=3)
+        states[workers] = demo_vision.train_vision(model, proc, vc, seed=0, photo_size=96, bf16=False, run_dir=run,
+                                                   log=lambda _: None)  # fmt: skip
+    assert all(torch.equal(states[1][k], states[2][k]) for k in states[1])
+    assert any(not torch.equal(states[0][k], states[1][k]) for k in states[0])  # workers draw other photos
+    assert (tmp_path / "w2" / "vision_metrics.jsonl").read_text().count("held_acc_part") == 1
