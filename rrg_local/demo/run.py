@@ -290,8 +290,10 @@ def run_demo(
     of_first = [f for f in sorted(truth["files"]) if truth["files"][f]["concepts"] == [_key(names, first)]]
     sample, unseen = of_first[0], of_first[REFERENCES]  # a reference photo; one the model has not been shown
     other = next(f for f in sorted(truth["files"]) if not truth["files"][f]["concepts"])
+    scene = truth["files"][unseen]["scene"]
     questions = [
         (f"Show me photos of <{first}>", None),
+        (f"Show me <{first}> {'on' if scene in ('beach', 'grass', 'street') else 'in'} the {scene}", None),
         (f"When did I last see {second}?", None),
         (f"How many photos of {second} do I have?", None),
         (f"Is <{first}> in this photo?", sample),

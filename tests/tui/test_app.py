@@ -148,7 +148,7 @@ def test_ask_a_library_question_without_a_model(library):
         await pilot.press(*"Show me photos of <Bo>", "enter")
         await settle(pilot)
         answer = str(pilot.app.screen.query_one(Answer).content)
-        assert "1 photos of <Bo>" in answer and "bo1.jpg" in answer
+        assert "1 photo of <Bo>" in answer and "bo1.jpg" in answer
         assert f"photos: {pid}" in answer
         assert "unconfirmed" in answer
 

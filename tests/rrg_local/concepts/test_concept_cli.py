@@ -33,7 +33,7 @@ def test_commands_that_need_a_model_say_how_to_get_one(library):
     assert out.returncode == 1 and "rrg model add NAME" in out.stderr
     # Without the model a concept can still be created; library questions still work.
     rrg("concept", "add", "Bo", "--category", "dog", "--no-describe", str(library / "refs/bo0.jpg"))
-    assert "1 photos of <Bo>" in rrg("ask", "Show me photos of bo").stdout
+    assert "1 photo of <Bo>" in rrg("ask", "Show me photos of bo").stdout
 
 
 def test_teach_tag_review_ask_remove(library, with_model):

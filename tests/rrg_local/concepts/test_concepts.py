@@ -203,15 +203,16 @@ def test_library_questions_cite_tagged_photos(db, indexed, stores, model):
         indexed("refs/bo2.jpg"),
         indexed("copies/bo1-again.jpg"),
     ]
-    assert shown.unsure and "1 of them are unconfirmed" in shown.text
+    assert shown.unsure and "1 of them is an unconfirmed suggestion" in shown.text
     last = asker.ask("When did I last see Bo?")
     assert last.citations == [(indexed("copies/bo1-again.jpg"), shown.citations[-1][1])] and "2023-06-01" in last.text
     together = asker.ask("Photos of Bo and Grandma together")
     assert [pid for pid, _ in together.citations] == [indexed("refs/bo2.jpg")] and not together.unsure
     assert asker.ask("How many photos of bo in 2023?").text.startswith("3 photos of <Bo> in 2023")
     beach = asker.ask("Show me Bo at the beach")
-    assert beach.vlm_calls == 3  # one check per tagged photo, bounded by max_checks
-    assert Asker(store, model, emb, max_checks=1).ask("Show me Bo at the beach").vlm_calls == 1
+    # One or two checks per tagged photo (yes / no; where, when the answer was no), bounded by max_checks.
+    assert 3 <= beach.vlm_calls <= 6 and set(beach.citations) <= set(shown.citations)
+    assert 1 <= Asker(store, model, emb, max_checks=1).ask("Show me Bo at the beach").vlm_calls <= 2
     unknown = asker.ask("Show me Rex")
     assert unknown.unsure and "<Bo>" in unknown.text
     del gm

@@ -89,6 +89,16 @@ def test_rrg_demo_tags_the_library_and_answers(rrg_home):
     looked = re.findall(r"^  <Bo>: (probably )?(yes|no) \(P\(yes\) = [\d.]+, <Bo>'s cut ", out, re.M)
     assert [verdict for _, verdict in looked] == ["yes", "no"]  # the unseen photo of Bo; the photo without him
     assert re.search(r"\? Where was this photo taken\?.*\n  \S", out)
+    # "Show me <Bo> on the beach": Bo's photos, only those truly taken there (truth.json), found by asking the
+    # model about each of his tagged photos (the demo model was never taught a yes/no scene question).
+    m = re.search(r"^\? Show me <Bo> (?:on|in) the ([a-z ]+)\n((?:  .*\n)+)", out, re.M)
+    assert m, out
+    scene, listed = m.group(1), re.findall(r"^\s+\d+\s+\S+\s+(\S+\.jpg)", m.group(2), re.M)
+    bo = next(c for name, _, c in taught if name == "Bo")
+    shown = [os.path.relpath(p, home / "library") for p in listed]
+    assert shown and all(truth["files"][f]["scene"] == scene and bo in truth["files"][f]["concepts"] for f in shown)
+    of_bo = re.search(r"^  (\d+) photos of <Bo>:", out, re.M)
+    assert len(shown) < int(of_bo.group(1)), "the scene must filter Bo's photos"
     assert not (rrg_home / "library.db").exists()  # the user's own library is untouched
     # Resumable and idempotent: a second run reuses everything and reports the same tags.
     again = rrg("demo")
