@@ -303,6 +303,7 @@ def review(ctx: Context, name: str | None, confirms: tuple[int, ...], rejects: t
 def ask(ctx: Context, question: str, photo: Path | None) -> None:
     """Ask about a photo ("Is Bo in this photo?") or your library ("When did I last see my blue mug?")."""
     from rrg_local.concepts.ask import Asker, route
+    from rrg_local.concepts.tagging import tag_config
     from rrg_local.vlm.protocol import ImageRef, VisionError
 
     db, store, _ = _stores(ctx)
@@ -321,7 +322,8 @@ def ask(ctx: Context, question: str, photo: Path | None) -> None:
         click.echo(piece, nl=False)
 
     try:
-        answer = Asker(store, model, emb).ask(question, photo=image, photo_id=pid, on_text=stream)
+        asker = Asker(store, model, emb, tagging=tag_config(ctx.settings))
+        answer = asker.ask(question, photo=image, photo_id=pid, on_text=stream)
     except (VisionError, ValueError) as exc:
         _fail(str(exc))
     if streamed:

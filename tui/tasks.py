@@ -121,11 +121,15 @@ def _pending(db, kind: str) -> int:
 def ask_photo(settings: Settings, question: str, photo: Path, on_text: Callable[[str], None]):
     """Answer a question about one photo with the configured model, streaming pieces to `on_text`."""
     from rrg_local.concepts.ask import Asker
+    from rrg_local.concepts.embeddings import EmbeddingStore, make_embedder
+    from rrg_local.concepts.tagging import tag_config
     from rrg_local.vlm.protocol import ImageRef
 
     model = registry.open_model(settings)
     try:
         with opened(settings) as db:
-            return Asker(ConceptStore(db), model, None).ask(question, photo=ImageRef(photo), on_text=on_text)
+            emb = EmbeddingStore(db, make_embedder(settings, model), settings.thumbs_dir)
+            asker = Asker(ConceptStore(db), model, emb, tagging=tag_config(settings))
+            return asker.ask(question, photo=ImageRef(photo), on_text=on_text)
     finally:
         model.close()

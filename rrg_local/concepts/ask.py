@@ -21,6 +21,7 @@ from pathlib import Path
 from rrg_local.concepts.calibration import recognition_threshold
 from rrg_local.concepts.embeddings import EmbeddingStore
 from rrg_local.concepts.store import Concept, ConceptStore, Tag
+from rrg_local.concepts.tagging import TagConfig, Tagger, TagReport
 from rrg_local.library.query import photo_at
 from rrg_local.vlm import answers, prompts, tasks
 from rrg_local.vlm.protocol import ImageRef, Message, OnText, VisionModel
@@ -37,7 +38,7 @@ KNOWN = {
 @dataclass(frozen=True)
 class Route:
     target: str  # "photo" or "library"
-    intent: str  # photo: is_in, open; library: show, last, count
+    intent: str  # photo: is_in, who, open; library: show, last, count
     concepts: tuple[str, ...] = ()  # names as stored
     scene: str | None = None
     year: int | None = None
@@ -92,6 +93,10 @@ _SCENE_WORDS = {
     "mountain": ("mountain", "mountains"),
     "home": ("home", "house", "living room", "kitchen", "bedroom"),
 }
+# "Who is in this photo?", "Which of my things are here?": asks for the person's concepts, none named.
+_WHO = re.compile(
+    r"\bwho\b|\bwhich of (?:my|mine)\b|\bwhich (?:of )?(?:my )?(?:concepts?|things|pets?|people)\b", re.I
+)
 _YEAR = re.compile(r"\b(?:in|from|during)\s+((?:19|20)\d\d)\b", re.I)
 
 
@@ -100,12 +105,16 @@ def route(question: str, names: Sequence[str], *, has_photo: bool) -> Route:
 
     >>> route("Is <Bo> in this photo?", ["Bo"], has_photo=True)
     Route(target='photo', intent='is_in', concepts=('Bo',), scene=None, year=None, place=None)
+    >>> route("Who is in this photo?", ["Bo"], has_photo=True).intent
+    'who'
     >>> route("Show me Bo at the beach in 2023", ["Bo"], has_photo=False)
     Route(target='library', intent='show', concepts=('Bo',), scene='beach', year=2023, place='at the beach')
     """
     mentioned = tuple(find_concepts(question, names))
     if has_photo:
-        return Route("photo", "is_in" if mentioned and _IS_IN.search(question) else "open", mentioned)
+        if mentioned:
+            return Route("photo", "is_in" if _IS_IN.search(question) else "open", mentioned)
+        return Route("photo", "who" if _WHO.search(question) else "open")
     intent = "last" if _LAST.search(question) else "count" if _COUNT.search(question) else "show"
     scene = _SCENE.search(question)
     year = _YEAR.search(question)
@@ -140,6 +149,17 @@ def unsure(p_yes: float, cut: float) -> bool:
     return cut - UNSURE * cut < p_yes < cut + UNSURE * (1 - cut)
 
 
+def _suggested(tag: Tag) -> str:
+    """An auto-tag suggestion as answers cite it (pure).
+
+    >>> _suggested(Tag(1, 2, "Bo", "suggested", 0.41, 0.9, None, "2024-05-01", "a.jpg", 0.16)).split(" (")[1]
+    'score 0.41, stage 1 sure: +0.16 over every other concept; not confirmed: rrg review)'
+    """
+    score = "" if tag.score is None else f"score {tag.score:.2f}, "
+    sure = "" if tag.sure is None else f"stage 1 sure: +{tag.sure:.2f} over every other concept; "
+    return f"auto-tagging suggested <{tag.concept}> here ({score}{sure}not confirmed: rrg review)"
+
+
 def _photos(n: int) -> str:
     return f"{n} photo" if n == 1 else f"{n} photos"
 
@@ -156,11 +176,15 @@ class Asker:
         embeddings: EmbeddingStore | None,
         *,
         max_checks: int = 10,
+        tagging: TagConfig | None = None,
     ):
         self.store = store
         self.model = model
         self.emb = embeddings
         self.max_checks = max_checks
+        self.tagging = (
+            tagging or TagConfig()
+        )  # "Who is in this photo?" of a photo nobody judged: the tagger's decision
 
     def ask(
         self,
@@ -200,9 +224,51 @@ class Asker:
                 unsure |= doubt
                 lines.append(line)
             return Answer("\n".join(lines), cites, unsure=unsure, vlm_calls=calls)
+        if r.intent == "who" and photo_id is not None:
+            return self._who(photo_id)
         context = mentioned or self.store.all()[:5]
         text = tasks.ask(self.model, photo, question, [_text(c) for c in context], on_text=on_text)
         return Answer(text, vlm_calls=1)
+
+    def _who(self, photo_id: int) -> Answer:
+        """Which of the person's concepts a library photo shows: what they said and what auto-tagging suggested;
+        for a photo with neither, the tagger's decision made now (stage 1, then at most one stage-2 call), so the
+        answer is the one `rrg tag` gives."""
+        concepts = self.store.all()
+        if not concepts:
+            return Answer("You have no concepts yet (rrg concept add).", unsure=True)
+        lines, unsure = [], False
+        for c in concepts:
+            role, tag = self.store.standing(photo_id, c)
+            if role in ("reference", "confirmed"):
+                lines.append(f"<{c.name}>: yes: {KNOWN[role][1].format(name=c.name)}.")
+            elif role is None and tag is not None and tag.status == "suggested":
+                unsure = True
+                lines.append(
+                    f"<{c.name}>: probably: {_suggested(tag)}." + (f" {tag.reasoning}" if tag.reasoning else "")
+                )
+        if lines:
+            return Answer("\n".join(lines), [(photo_id, None)], unsure=unsure)
+        if self.model is None or self.emb is None:
+            raise ValueError("looking for your concepts in a photo needs a model (rrg model add ...)")
+        from rrg_local.concepts.calibration import calibrate_all
+
+        tagger = Tagger(self.store.db, self.model, self.emb, self.tagging)
+        protos, report = tagger.prototypes(), TagReport()
+        tagger.calibrated = calibrate_all(tagger, protos, report)  # stored: costs calls only after a change
+        found = tagger.tag_photo(photo_id, protos, report)
+        calls = report.stage2_calls + report.reasoning_calls + report.calibration_calls
+        by_id = {c.id: c for c in concepts}
+        for t in found:
+            c = by_id[t["concept_id"]]
+            why = f" {t['reasoning']}" if t.get("reasoning") else ""
+            lines.append(
+                f"<{c.name}>: probably (score {t['score']:.2f}, <{c.name}>'s cut {tagger.threshold(c):.2f}).{why}"
+            )
+        if not lines:
+            looked = "no concept looked alike to stage 1" if not report.stage1_candidates else "the model said none"
+            lines.append(f"None of your {len(concepts)} concepts, as far as I can tell ({looked}).")
+        return Answer("\n".join(lines), [(photo_id, None)], unsure=True, vlm_calls=calls)
 
     def _look(self, photo: ImageRef, c: Concept, tag: Tag | None) -> tuple[str, bool]:
         """The listener's recognition of `c` in the photo against the concept's own cut, and its reason, squared
@@ -216,8 +282,7 @@ class Asker:
         verdict = ("probably " if doubt else "") + ("yes" if yes else "no")
         p = f"P(yes) = {rec.p_yes:.2f}, <{c.name}>'s cut {cut:.2f}"
         if tag is not None and tag.status == "suggested":
-            score = f"score {tag.score:.2f}, " if tag.score is not None else ""
-            suggested = f"auto-tagging suggested <{c.name}> here ({score}not confirmed: rrg review)"
+            suggested = _suggested(tag)
             if not yes:  # the two disagree: say both
                 said = f"<{c.name}>: not sure: {suggested}, but asked directly the model says no ({p}). {why}"
                 return said.strip(), True

@@ -285,7 +285,7 @@ def run_demo(
     report.score = score_tags(predicted, truth_pairs, refs)
 
     clock = time.monotonic()
-    asker = Asker(store, model, emb)
+    asker = Asker(store, model, emb, tagging=tag_config(settings))
     first, second = PET_NAMES[0], PET_NAMES[1]
     of_first = [f for f in sorted(truth["files"]) if truth["files"][f]["concepts"] == [_key(names, first)]]
     sample, unseen = of_first[0], of_first[REFERENCES]  # a reference photo; one the model has not been shown
@@ -300,6 +300,8 @@ def run_demo(
         (f"Is <{first}> in this photo?", unseen),
         (f"Is <{first}> in this photo?", other),
         ("Where was this photo taken?", unseen),
+        ("Who is in this photo?", unseen),
+        ("Who is in this photo?", other),
     ]
     for question, rel in questions:
         photo = ImageRef(library / rel) if rel else None

@@ -23,7 +23,7 @@ HELP = """\
 | `y` / `n` | Photo: confirm / reject the highlighted tag |
 | `e` | Concepts: edit the highlighted concept (name, category, descriptions) |
 | `d` | Concepts: delete the highlighted concept (its tags go; photos stay) |
-| `a` | Photo: ask a question about this photo |
+| `a` | Photo: ask a question about this photo ("Is <Bo> in this photo?", "Who is in this photo?") |
 | `ctrl+s` | Settings: save |
 | `escape` | back (Photo), leave the input (Ask, filter) |
 | `ctrl+p` | command palette |

@@ -1,5 +1,7 @@
 """Concepts end to end on real SQLite and the real (tiny) llama.cpp model."""
 
+import re
+
 import pytest
 
 from rrg_local.concepts.ask import Asker
@@ -301,6 +303,46 @@ def test_photo_questions_take_a_persons_word_before_the_model(db, indexed, store
     shutil.copy(library / "refs/bo0.jpg", outside)
     fresh = asker.ask("Is <Bo> in this photo?", photo=ImageRef(outside))
     assert fresh.vlm_calls == 2 and "P(yes) = " in fresh.text
+
+
+def test_who_is_in_a_photo_is_what_a_person_said_else_what_the_tagger_decides(db, indexed, stores, model, library):
+    from rrg_local.concepts.calibration import calibrate_all
+    from rrg_local.concepts.tagging import TagReport
+    from rrg_local.vlm.protocol import ImageRef
+
+    store, emb = stores
+    bo = store.add_photos(store.add("Bo", "dog"), [indexed("refs/bo0.jpg"), indexed("refs/bo2.jpg")])
+    mug = store.add_photos(store.add("mug", "mug"), [indexed("refs/mug0.jpg")])
+    store.write_tags(
+        indexed("others/o3.jpg"), [{"concept_id": mug.id, "score": 0.31, "stage1": 0.8, "version": 1}], model="m"
+    )
+    asker = Asker(store, model, emb)
+
+    def who(rel):
+        return asker.ask("Who is in this photo?", photo=ImageRef(library / rel))
+
+    ref = who("refs/bo0.jpg")
+    assert ref.text == "<Bo>: yes: this is one of <Bo>'s reference photos." and ref.vlm_calls == 0 and not ref.unsure
+    suggested = who("others/o3.jpg")
+    assert suggested.text.startswith("<mug>: probably: auto-tagging suggested <mug> here (score 0.31, not confirmed")
+    assert suggested.vlm_calls == 0 and suggested.unsure
+    # Nobody said anything about this photo and it has no tag: the answer is the tagger's decision, made now.
+    pid = indexed("copies/bo1-again.jpg")
+    # Stage 1 lets every concept through (a wide margin, no background cut): stage 2, the model, decides.
+    config = TagConfig(stage1_margin=1.0, stage1_default=-1.0, background_quantile=0.0, stage2_budget=0.0)
+    tagger = Tagger(db, model, emb, config)
+    protos = tagger.prototypes()
+    tagger.calibrated = calibrate_all(tagger, protos, TagReport())
+    decided = {bo.id: "Bo", mug.id: "mug"}
+    expected = [decided[t["concept_id"]] for t in tagger.tag_photo(pid, protos, TagReport())]
+    fresh = Asker(store, model, emb, tagging=config).ask(
+        "Who is in this photo?", photo=ImageRef(library / "copies/bo1-again.jpg")
+    )
+    named = re.findall(r"^<(\w+)>: probably \(score [\d.]+, <\w+>'s cut [\d.]+\)", fresh.text, re.M)
+    assert named == expected and fresh.unsure and fresh.vlm_calls >= 1
+    if not expected:
+        assert fresh.text.startswith("None of your 2 concepts, as far as I can tell (the model said none)")
+    assert all(t.photo_id != pid for t in store.tags())  # asking writes no tag
 
 
 def test_stage2_budget_bounds_the_photos_sent_to_stage_2(db, settings, stores, model, tmp_path):

@@ -99,6 +99,12 @@ def test_rrg_demo_tags_the_library_and_answers(rrg_home):
     assert shown and all(truth["files"][f]["scene"] == scene and bo in truth["files"][f]["concepts"] for f in shown)
     of_bo = re.search(r"^  (\d+) photos of <Bo>:", out, re.M)
     assert len(shown) < int(of_bo.group(1)), "the scene must filter Bo's photos"
+    # "Who is in this photo?": the unseen photo of Bo names him (and no one else); the photo without a concept, no one.
+    who = re.findall(r"^\? Who is in this photo\?  \[photo (\S+)\]\n((?:  .*\n)+)", out, re.M)
+    assert len(who) == 2, out
+    (bo_photo, bo_answer), (none_photo, none_answer) = who
+    assert truth["files"][bo_photo]["concepts"] == [bo] and re.findall(r"^  <(\w+)>:", bo_answer, re.M) == ["Bo"]
+    assert not truth["files"][none_photo]["concepts"] and none_answer.startswith("  None of your 6 concepts")
     assert not (rrg_home / "library.db").exists()  # the user's own library is untouched
     # Resumable and idempotent: a second run reuses everything and reports the same tags.
     again = rrg("demo")
