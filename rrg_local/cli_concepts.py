@@ -304,6 +304,7 @@ def ask(ctx: Context, question: str, photo: Path | None) -> None:
     """Ask about a photo ("Is Bo in this photo?") or your library ("When did I last see my blue mug?")."""
     from rrg_local.concepts.ask import Asker, route
     from rrg_local.concepts.tagging import tag_config
+    from rrg_local.library.query import photo_file
     from rrg_local.vlm.protocol import ImageRef, VisionError
 
     db, store, _ = _stores(ctx)
@@ -313,8 +314,8 @@ def ask(ctx: Context, question: str, photo: Path | None) -> None:
     image, pid = None, None
     if photo is not None:
         (pid,) = resolve_photos(db, ctx.settings, (str(photo),))
-        path = db.execute("SELECT path FROM paths WHERE photo_id = ? AND missing = 0 LIMIT 1", [pid]).fetchone()
-        image = ImageRef(Path(path[0]) if path else emb.image(pid).source)
+        path = photo_file(db, pid)
+        image = ImageRef(path) if path else emb.image(pid)
     streamed = []
 
     def stream(piece: str) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from rrg_local.concepts.store import ConceptStore
 from rrg_local.config import Settings
@@ -118,18 +117,22 @@ def _pending(db, kind: str) -> int:
     return db.execute(sql, [kind]).fetchone()[0]
 
 
-def ask_photo(settings: Settings, question: str, photo: Path, on_text: Callable[[str], None]):
-    """Answer a question about one photo with the configured model, streaming pieces to `on_text`."""
+def ask_photo(settings: Settings, question: str, photo_id: int, on_text: Callable[[str], None]):
+    """Answer a question about one library photo with the configured model, streaming pieces to `on_text`: the
+    photo's file where it is now (opened by its raw bytes), else its thumbnail."""
     from rrg_local.concepts.ask import Asker
     from rrg_local.concepts.embeddings import EmbeddingStore, make_embedder
     from rrg_local.concepts.tagging import tag_config
+    from rrg_local.library.query import photo_file
     from rrg_local.vlm.protocol import ImageRef
 
     model = registry.open_model(settings)
     try:
         with opened(settings) as db:
             emb = EmbeddingStore(db, make_embedder(settings, model), settings.thumbs_dir)
+            path = photo_file(db, photo_id)
+            photo = ImageRef(path) if path else emb.image(photo_id)
             asker = Asker(ConceptStore(db), model, emb, tagging=tag_config(settings))
-            return asker.ask(question, photo=ImageRef(photo), on_text=on_text)
+            return asker.ask(question, photo=photo, photo_id=photo_id, on_text=on_text)
     finally:
         model.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from datetime import date, datetime
+from pathlib import Path
 from typing import TypedDict
 
 import sqlite_utils
@@ -124,6 +125,15 @@ def photo_at(db: sqlite_utils.Database, path: str | os.PathLike) -> int | None:
     raw = os.fsencode(os.path.abspath(path))
     row = db.execute("SELECT photo_id FROM paths WHERE raw = ? AND missing = 0", [raw]).fetchone()
     return row[0] if row else None
+
+
+def photo_file(db: sqlite_utils.Database, photo_id: int) -> Path | None:
+    """A file the photo is at now, from its raw bytes (the stored `path` is for display: a name that is not
+    UTF-8 shows its bytes as \\xNN there, and opening that string would miss the file), or None."""
+    row = db.execute(
+        "SELECT raw FROM paths WHERE photo_id = ? AND missing = 0 ORDER BY raw LIMIT 1", [photo_id]
+    ).fetchone()
+    return Path(os.fsdecode(row[0])) if row else None
 
 
 def phashes(db: sqlite_utils.Database) -> list[tuple[int, str]]:

@@ -63,8 +63,17 @@ class PhotoMeta:
 
 
 def display_path(raw: bytes) -> str:
-    """A printable, storable form of a file name; undecodable bytes shown as \\xNN."""
-    return raw.decode("utf-8", "backslashreplace")
+    r"""A printable, storable form of a file name, one line whatever the name: undecodable bytes shown as \xNN,
+    control characters escaped (a newline as \n, a terminal escape as \x1b), so that listing a file can neither
+    break a line nor restyle the terminal. Files are opened by their raw bytes, never by this.
+
+    >>> display_path("café.jpg".encode()), display_path(b"caf\xe9.jpg")
+    ('café.jpg', 'caf\\xe9.jpg')
+    >>> print(display_path(b"new\nline \x1b[31mred.jpg"))
+    new\nline \x1b[31mred.jpg
+    """
+    text = raw.decode("utf-8", "backslashreplace")
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def thumb_relpath(digest: str) -> str:

@@ -9,8 +9,6 @@ load again. A question runs `tui.tasks.ask_photo` in a worker; the answer stream
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from PIL import Image
 from textual import on, work
 from textual.app import ComposeResult
@@ -141,9 +139,10 @@ class PhotoScreen(Screen):
         from rrg_local.vlm.registry import RegistryError
 
         settings = self.app.settings
-        path = Path(self.row["path"]) if self.row["path"] else settings.thumbs_dir / self.row["thumb"]
         try:
-            result = tasks.ask_photo(settings, question, path, lambda p: self.post_message(AnswerStreamed(0, p)))
+            result = tasks.ask_photo(
+                settings, question, self.row["id"], lambda p: self.post_message(AnswerStreamed(0, p))
+            )
         except RegistryError as exc:
             self.post_message(ModelMissing(str(exc)))
             self.post_message(AnswerFinished(0, MODEL_HOWTO, failed=True))

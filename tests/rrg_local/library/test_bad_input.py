@@ -10,6 +10,7 @@ import zlib
 
 import pytest
 
+from rrg_local.library.query import photo_at, photo_file
 from rrg_local.library.reader import FileError, PhotoFile, read_photo
 from rrg_local.library.scan import Scanner
 from tests.conftest import draw_photo, tree_checksums
@@ -131,14 +132,22 @@ def test_odd_file_names(tmp_path, db, settings):
     deep.mkdir(parents=True)
     (deep / long_name).write_bytes(jpeg(2))
     (lib / 'quote\'s "and" newline\n.jpg').write_bytes(jpeg(3))
+    (lib / "escape \x1b[2Jclears.jpg").write_bytes(jpeg(4))
     scanner = Scanner(db, settings)
     report = scanner.scan([lib])
-    assert report.errors == [] and report.new_photos == 3
+    assert report.errors == [] and report.new_photos == 4
     raws = {r[0] for r in db.execute("SELECT raw FROM paths")}
     assert latin1 in raws
     shown = db.execute("SELECT path FROM paths WHERE raw = ?", [latin1]).fetchone()[0]
     assert shown.endswith("caf\\xe9.jpg")
-    assert scanner.scan([lib]).unchanged == 3
+    # What is listed is one line and inert in a terminal; the file is still found by its bytes.
+    shown = [r[0] for r in db.execute("SELECT path FROM paths ORDER BY raw")]
+    assert all(s.isprintable() for s in shown)
+    assert any(s.endswith("newline\\n.jpg") for s in shown) and any("escape \\x1b[2Jclears" in s for s in shown)
+    for (pid,) in db.execute("SELECT photo_id FROM paths"):
+        assert photo_file(db, pid).is_file()
+    assert os.fsencode(photo_file(db, photo_at(db, os.fsdecode(latin1)))) == latin1
+    assert scanner.scan([lib]).unchanged == 4
 
 
 def _unshare_works(*args) -> bool:
