@@ -38,7 +38,7 @@ KNOWN = {
 @dataclass(frozen=True)
 class Route:
     target: str  # "photo" or "library"
-    intent: str  # photo: is_in, who, open; library: show, last, count
+    intent: str  # photo: is_in, who, open; library: show, last, count, about (the concept itself)
     concepts: tuple[str, ...] = ()  # names as stored
     scene: str | None = None
     year: int | None = None
@@ -76,6 +76,9 @@ _IS_IN = re.compile(
 )
 _LAST = re.compile(r"\b(when|what day|what date)\b.*\b(last|most recently|latest)\b|\blast (time|photo|saw)\b", re.I)
 _COUNT = re.compile(r"\bhow many\b", re.I)
+# "What does Bo look like?", "What colour is my mug?": about the concept itself, not its photos.
+_ABOUT = re.compile(r"^\s*(what|which|how|describe|tell me about)\b", re.I)
+_PHOTOS = re.compile(r"\b(photos?|pictures?|pics?|images?|shots?|show|find|list)\b", re.I)
 _SCENE = re.compile(
     r"\b(?:at|on|in)\s+(?:the\s+|a\s+)?(beach|park|snow|kitchen|living room|bedroom|bathroom|garden|lake|sea|"
     r"river|mountains?|forest|field|desert|city|street|home|office|restaurant|playground|grass|pool|party|night|"
@@ -107,6 +110,8 @@ def route(question: str, names: Sequence[str], *, has_photo: bool) -> Route:
     Route(target='photo', intent='is_in', concepts=('Bo',), scene=None, year=None, place=None)
     >>> route("Who is in this photo?", ["Bo"], has_photo=True).intent
     'who'
+    >>> [route(q, ["Bo"], has_photo=False).intent for q in ("What does Bo look like?", "What photos of Bo are there?")]
+    ['about', 'show']
     >>> route("Show me Bo at the beach in 2023", ["Bo"], has_photo=False)
     Route(target='library', intent='show', concepts=('Bo',), scene='beach', year=2023, place='at the beach')
     """
@@ -118,6 +123,8 @@ def route(question: str, names: Sequence[str], *, has_photo: bool) -> Route:
     intent = "last" if _LAST.search(question) else "count" if _COUNT.search(question) else "show"
     scene = _SCENE.search(question)
     year = _YEAR.search(question)
+    if intent == "show" and not (scene or year) and _ABOUT.search(question) and not _PHOTOS.search(question):
+        intent = "about"
     return Route(
         "library",
         intent,
@@ -309,6 +316,16 @@ class Asker:
         return ("named" if names_scene(said, r.scene) else None), 2
 
     def _about_library(self, r: Route, mentioned: list[Concept]) -> Answer:
+        if r.intent == "about":  # what rrg-local knows of each: its description, and the photos it was taught from
+            lines, cites = [], []
+            for c in mentioned:
+                refs = sorted(self.store.photos(c, "reference"))
+                known = c.coarse or c.detailed
+                said = " ".join(p for p in (c.coarse, c.detailed) if p) if known else "no description yet."
+                lines.append(f"<{c.name}> ({c.category}): {said} (its description; reference photos: "
+                             f"{', '.join(map(str, refs)) or 'none'})")  # fmt: skip
+                cites += [(pid, None) for pid in refs]
+            return Answer("\n".join(lines), cites)
         per_concept = [{t.photo_id: t for t in self.store.tags(c)} for c in mentioned]
         ids = set(per_concept[0]).intersection(*per_concept[1:])
         rows: list[Tag] = sorted((per_concept[0][i] for i in ids), key=lambda t: (t.taken_at, t.photo_id))

@@ -215,6 +215,10 @@ def test_library_questions_cite_tagged_photos(db, indexed, stores, model):
     # One or two checks per tagged photo (yes / no; where, when the answer was no), bounded by max_checks.
     assert 3 <= beach.vlm_calls <= 6 and set(beach.citations) <= set(shown.citations)
     assert 1 <= Asker(store, model, emb, max_checks=1).ask("Show me Bo at the beach").vlm_calls <= 2
+    # About the concept itself: what rrg-local knows (its description), citing the photos it was taught from.
+    looks = asker.ask("What does Bo look like?")
+    assert looks.text.startswith("<Bo> (dog): ") and looks.vlm_calls == 0
+    assert [pid for pid, _ in looks.citations] == [indexed("refs/bo0.jpg"), indexed("refs/bo2.jpg")]
     unknown = asker.ask("Show me Rex")
     assert unknown.unsure and "<Bo>" in unknown.text
     del gm
