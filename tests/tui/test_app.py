@@ -295,3 +295,27 @@ def test_a_watcher_report_reaches_the_app_once(library):
         assert len(table_rows(pilot.app, "#photos")) == 3
 
     drive(RRGApp(settings, watch=False), scenario)
+
+
+def test_a_question_about_a_photo_is_answered_on_its_screen(library, tiny):
+    """`a` on a photo asks the registered model (the real tiny one) about it: "Who is in this photo?" names the
+    concept auto-tagging suggested there."""
+    from rrg_local.vlm import registry
+
+    settings, pid = library
+    pair = tiny.pair("f16")
+    registry.add(settings, "tiny", pair.text, pair.mmproj, use=True)
+
+    async def scenario(pilot):
+        app = pilot.app
+        app.screen.query_one("#filter", Input).value = "bo1"
+        await pilot.pause()
+        await pilot.press("enter", "enter")  # leave the filter, open the photo
+        await settle(pilot)
+        await pilot.press("a", *"Who is in this photo?", "enter")
+        await settle(pilot)
+        answer = shown(app, "#photo-answer")
+        assert answer.startswith("> Who is in this photo?\n<Bo>: probably: auto-tagging suggested <Bo> here")
+        assert "(score 0.87, not confirmed: rrg review). white patch over the eye" in answer
+
+    drive(RRGApp(settings), scenario)
