@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from rrg_local.concepts.calibration import recognition_threshold
 from rrg_local.concepts.embeddings import EmbeddingStore
 from rrg_local.concepts.store import Concept, ConceptStore, Tag
@@ -233,9 +235,34 @@ class Asker:
             return Answer("\n".join(lines), cites, unsure=unsure, vlm_calls=calls)
         if r.intent == "who" and photo_id is not None:
             return self._who(photo_id)
-        context = mentioned or self.store.all()[:5]
+        context = mentioned or self.context_for(photo_id)
         text = tasks.ask(self.model, photo, question, [_text(c) for c in context], on_text=on_text)
         return Answer(text, vlm_calls=1)
+
+    def context_for(self, photo_id: int | None) -> list[Concept]:
+        """The concepts to put before an open question about a photo that names none: those known to be in it
+        (your word, then auto-tagging's), else the three its stage-1 embedding is nearest, else the first five."""
+        concepts = self.store.all()
+        if photo_id is None:
+            return concepts[:5]
+        known = []
+        for c in concepts:
+            role, tag = self.store.standing(photo_id, c)
+            if role in ("reference", "confirmed") or (role is None and tag is not None and tag.status == "suggested"):
+                known.append(c)
+        if known or self.emb is None:
+            return (known or concepts)[:5]
+
+        def unit(v: np.ndarray) -> np.ndarray:
+            return v / (np.linalg.norm(v) or 1.0)
+
+        photo = unit(self.emb.get(photo_id))
+        near = [
+            (max(float(unit(self.emb.get(p)) @ photo) for p in pos), c)
+            for c in concepts
+            if (pos := self.store.positives(c))
+        ]
+        return [c for _, c in sorted(near, key=lambda x: -x[0])][:3] or concepts[:5]
 
     def _who(self, photo_id: int) -> Answer:
         """Which of the person's concepts a library photo shows: what they said and what auto-tagging suggested;

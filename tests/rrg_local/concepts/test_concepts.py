@@ -349,6 +349,29 @@ def test_who_is_in_a_photo_is_what_a_person_said_else_what_the_tagger_decides(db
     assert all(t.photo_id != pid for t in store.tags())  # asking writes no tag
 
 
+def test_an_open_question_puts_the_photos_own_concepts_in_context(db, indexed, stores, model):
+    import numpy as np
+
+    store, emb = stores
+    bo = store.add_photos(store.add("Bo", "dog"), [indexed("refs/bo0.jpg"), indexed("refs/bo2.jpg")])
+    mug = store.add_photos(store.add("mug", "mug"), [indexed("refs/mug0.jpg")])
+    store.write_tags(
+        indexed("others/o3.jpg"), [{"concept_id": mug.id, "score": 0.31, "stage1": 0.8, "version": 1}], model="m"
+    )
+    asker = Asker(store, model, emb)
+    assert [c.name for c in asker.context_for(indexed("refs/bo0.jpg"))] == ["Bo"]  # a reference
+    assert [c.name for c in asker.context_for(indexed("others/o3.jpg"))] == ["mug"]  # a suggestion
+    assert [c.name for c in asker.context_for(None)] == ["Bo", "mug"]  # not in the library: the first five
+
+    def unit(v):
+        return v / np.linalg.norm(v)
+
+    pid = indexed("others/o0.jpg")  # nobody said anything: the concepts stage 1 finds nearest, nearest first
+    photo = unit(emb.get(pid))
+    near = {c.name: max(float(unit(emb.get(p)) @ photo) for p in store.positives(c)) for c in (bo, mug)}
+    assert [c.name for c in asker.context_for(pid)] == sorted(near, key=lambda n: -near[n])
+
+
 def test_stage2_budget_bounds_the_photos_sent_to_stage_2(db, settings, stores, model, tmp_path):
     import numpy as np
 
