@@ -40,7 +40,7 @@ KNOWN = {
 @dataclass(frozen=True)
 class Route:
     target: str  # "photo" or "library"
-    intent: str  # photo: is_in, who, open; library: show, last, count, about (the concept itself)
+    intent: str  # photo: is_in, who, open; library: show, last, first, count, about (the concept itself)
     concepts: tuple[str, ...] = ()  # names as stored
     scene: str | None = None
     year: int | None = None
@@ -77,6 +77,7 @@ _IS_IN = re.compile(
     r"^\s*(is|are|does|do|can you see)\b.*\b(in|on|inside)\s+(this|the)\s+(photo|picture|image|pic)\b", re.I
 )
 _LAST = re.compile(r"\b(when|what day|what date)\b.*\b(last|most recently|latest)\b|\blast (time|photo|saw)\b", re.I)
+_FIRST = re.compile(r"\b(when|what day|what date)\b.*\b(first|earliest)\b|\b(first|earliest) (time|photo)\b", re.I)
 _COUNT = re.compile(r"\bhow many\b", re.I)
 # "What does Bo look like?", "What colour is my mug?": about the concept itself, not its photos.
 _ABOUT = re.compile(r"^\s*(what|which|how|describe|tell me about)\b", re.I)
@@ -114,6 +115,8 @@ def route(question: str, names: Sequence[str], *, has_photo: bool) -> Route:
     'who'
     >>> [route(q, ["Bo"], has_photo=False).intent for q in ("What does Bo look like?", "What photos of Bo are there?")]
     ['about', 'show']
+    >>> [route(q, ["Bo"], has_photo=False).intent for q in ("When did I first see Bo?", "How many photos of Bo?")]
+    ['first', 'count']
     >>> route("Show me Bo at the beach in 2023", ["Bo"], has_photo=False)
     Route(target='library', intent='show', concepts=('Bo',), scene='beach', year=2023, place='at the beach')
     """
@@ -122,7 +125,8 @@ def route(question: str, names: Sequence[str], *, has_photo: bool) -> Route:
         if mentioned:
             return Route("photo", "is_in" if _IS_IN.search(question) else "open", mentioned)
         return Route("photo", "who" if _WHO.search(question) else "open")
-    intent = "last" if _LAST.search(question) else "count" if _COUNT.search(question) else "show"
+    intent = "last" if _LAST.search(question) else "first" if _FIRST.search(question) else "show"
+    intent = "count" if intent == "show" and _COUNT.search(question) else intent
     scene = _SCENE.search(question)
     year = _YEAR.search(question)
     if intent == "show" and not (scene or year) and _ABOUT.search(question) and not _PHOTOS.search(question):
@@ -385,10 +389,10 @@ class Asker:
             note += f" {n} of them {them} (rrg review)."
         if cut_short:
             note += f" I only checked the {self.max_checks} most likely photos for {r.scene}."
-        if r.intent == "last":
-            t = rows[-1]
+        if r.intent in ("last", "first"):
+            t = rows[-1] if r.intent == "last" else rows[0]
             return Answer(
-                f"The last photo of {names}{where}{when} was taken on {t.taken_at[:10]} "
+                f"The {r.intent} photo of {names}{where}{when} was taken on {t.taken_at[:10]} "
                 f"(photo {t.photo_id}: {t.path}).{note}",
                 [(t.photo_id, t.path)],
                 unsure,
