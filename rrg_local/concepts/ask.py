@@ -5,10 +5,14 @@ mentioned concepts' names and descriptions in context ("Is Bo in this photo?" is
 probability, read against the concept's own cut (`calibration.recognition_threshold`: a listener's P(Yes)
 need not center on one half) and squared with an auto-tag suggestion; for a library photo a person already
 judged, a reference, a confirmed or a rejected one, their word is the answer and the model is not asked).
+"Who is in this photo?" is what a person said and auto-tagging suggested, else the tagger's decision made
+now; an open question naming no concept gets the concepts known in the photo (else the nearest) as context.
 Questions about the library ("Show me Bo at the beach", "When did I last see my blue mug?", "Photos of Bo
 and grandma together") are answered from tags and capture dates; only a scene condition costs VLM calls, on
-at most `max_checks` photos. Every answer cites the photos it rests on and says when it is unsure
-(unconfirmed suggestions, probabilities near the cut, checks cut short).
+at most `max_checks` photos (the yes/no question, then the open "where" answer read for the place, as
+`scene_check` does). Questions about a concept itself ("What does Bo look like?") are answered from its
+description. Every answer cites the photos it rests on and says when it is unsure (unconfirmed
+suggestions, probabilities near the cut, checks cut short).
 """
 
 from __future__ import annotations
@@ -195,9 +199,8 @@ class Asker:
         self.model = model
         self.emb = embeddings
         self.max_checks = max_checks
-        self.tagging = (
-            tagging or TagConfig()
-        )  # "Who is in this photo?" of a photo nobody judged: the tagger's decision
+        # "Who is in this photo?" about a photo nobody judged: the tagger's decision, with these settings.
+        self.tagging = tagging or TagConfig()
 
     def ask(
         self,
@@ -249,11 +252,7 @@ class Asker:
         concepts = self.store.all()
         if photo_id is None:
             return concepts[:5]
-        known = []
-        for c in concepts:
-            role, tag = self.store.standing(photo_id, c)
-            if role in ("reference", "confirmed") or (role is None and tag is not None and tag.status == "suggested"):
-                known.append(c)
+        known = [c for c, _, _ in self._known_in(photo_id, concepts)]
         if known or self.emb is None:
             return (known or concepts)[:5]
 
@@ -268,23 +267,31 @@ class Asker:
         ]
         return [c for _, c in sorted(near, key=lambda x: -x[0])][:3] or concepts[:5]
 
+    def _known_in(self, photo_id: int, concepts: Sequence[Concept]) -> list[tuple[Concept, str | None, Tag | None]]:
+        """The concepts a person placed in the photo (role "reference" or "confirmed") or auto-tagging suggested
+        there (role None, the suggestion), in the order given."""
+        known = []
+        for c in concepts:
+            role, tag = self.store.standing(photo_id, c)
+            if role in ("reference", "confirmed") or (role is None and tag is not None and tag.status == "suggested"):
+                known.append((c, role, tag))
+        return known
+
     def _who(self, photo_id: int) -> Answer:
         """Which of the person's concepts a library photo shows: what they said and what auto-tagging suggested;
-        for a photo with neither, the tagger's decision made now (stage 1, then at most one stage-2 call), so the
+        for a photo with neither, the tagger's decision made now (stage 1, then stage 2 on its candidates), so the
         answer is the one `rrg tag` gives."""
         concepts = self.store.all()
         if not concepts:
             return Answer("You have no concepts yet (rrg concept add).", unsure=True)
         lines, unsure = [], False
-        for c in concepts:
-            role, tag = self.store.standing(photo_id, c)
-            if role in ("reference", "confirmed"):
+        for c, role, tag in self._known_in(photo_id, concepts):
+            if role is not None:
                 lines.append(f"<{c.name}>: yes: {KNOWN[role][1].format(name=c.name)}.")
-            elif role is None and tag is not None and tag.status == "suggested":
+            else:
                 unsure = True
-                lines.append(
-                    f"<{c.name}>: probably: {_suggested(tag)}." + (f" {tag.reasoning}" if tag.reasoning else "")
-                )
+                why = f" {tag.reasoning}" if tag.reasoning else ""
+                lines.append(f"<{c.name}>: probably: {_suggested(tag)}.{why}")
         if lines:
             return Answer("\n".join(lines), [(photo_id, None)], unsure=unsure)
         if self.model is None or self.emb is None:
@@ -351,8 +358,7 @@ class Asker:
             lines, cites = [], []
             for c in mentioned:
                 refs = sorted(self.store.photos(c, "reference"))
-                known = c.coarse or c.detailed
-                said = " ".join(p for p in (c.coarse, c.detailed) if p) if known else "no description yet."
+                said = _text(c).description() or "no description yet."
                 lines.append(f"<{c.name}> ({c.category}): {said} (its description; reference photos: "
                              f"{', '.join(map(str, refs)) or 'none'})")  # fmt: skip
                 cites += [(pid, None) for pid in refs]

@@ -311,17 +311,23 @@ def test_photo_questions_take_a_persons_word_before_the_model(db, indexed, store
     assert fresh.vlm_calls == 2 and "P(yes) = " in fresh.text
 
 
+def bo_and_a_suggested_mug(store, indexed):
+    """Bo (two reference photos) and mug (one), with auto-tagging's suggestion of mug on others/o3.jpg."""
+    bo = store.add_photos(store.add("Bo", "dog"), [indexed("refs/bo0.jpg"), indexed("refs/bo2.jpg")])
+    mug = store.add_photos(store.add("mug", "mug"), [indexed("refs/mug0.jpg")])
+    store.write_tags(
+        indexed("others/o3.jpg"), [{"concept_id": mug.id, "score": 0.31, "stage1": 0.8, "version": 1}], model="m"
+    )
+    return bo, mug
+
+
 def test_who_is_in_a_photo_is_what_a_person_said_else_what_the_tagger_decides(db, indexed, stores, model, library):
     from rrg_local.concepts.calibration import calibrate_all
     from rrg_local.concepts.tagging import TagReport
     from rrg_local.vlm.protocol import ImageRef
 
     store, emb = stores
-    bo = store.add_photos(store.add("Bo", "dog"), [indexed("refs/bo0.jpg"), indexed("refs/bo2.jpg")])
-    mug = store.add_photos(store.add("mug", "mug"), [indexed("refs/mug0.jpg")])
-    store.write_tags(
-        indexed("others/o3.jpg"), [{"concept_id": mug.id, "score": 0.31, "stage1": 0.8, "version": 1}], model="m"
-    )
+    bo, mug = bo_and_a_suggested_mug(store, indexed)
     asker = Asker(store, model, emb)
 
     def who(rel):
@@ -355,11 +361,7 @@ def test_an_open_question_puts_the_photos_own_concepts_in_context(db, indexed, s
     import numpy as np
 
     store, emb = stores
-    bo = store.add_photos(store.add("Bo", "dog"), [indexed("refs/bo0.jpg"), indexed("refs/bo2.jpg")])
-    mug = store.add_photos(store.add("mug", "mug"), [indexed("refs/mug0.jpg")])
-    store.write_tags(
-        indexed("others/o3.jpg"), [{"concept_id": mug.id, "score": 0.31, "stage1": 0.8, "version": 1}], model="m"
-    )
+    bo, mug = bo_and_a_suggested_mug(store, indexed)
     asker = Asker(store, model, emb)
     assert [c.name for c in asker.context_for(indexed("refs/bo0.jpg"))] == ["Bo"]  # a reference
     assert [c.name for c in asker.context_for(indexed("others/o3.jpg"))] == ["mug"]  # a suggestion
