@@ -229,6 +229,17 @@ class Encoder:
         return {"inputs": inputs, "labels": label_t, "decisions": decisions}
 
 
+def forward(model: Any, batch: dict, *, bf16: bool) -> tuple[Any, Any]:
+    """`batch` (an `Encoder` output) through `model` where it is (CPU or GPU, bf16 autocast if asked): the logits
+    and the labels shifted to line up with them, both on the model's device."""
+    import torch
+
+    dev = model.device
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = model(**{k: v.to(dev) for k, v in batch["inputs"].items()}).logits
+    return logits, batch["labels"][:, 1:].to(dev)
+
+
 def answer_loss(
     model: Any, batch: dict, *, bf16: bool = False, decision_weight: float = 1.0, decision_apart: bool = False
 ) -> tuple[Any, Any]:
@@ -242,10 +253,7 @@ def answer_loss(
     import torch
     import torch.nn.functional as F
 
-    dev = model.device
-    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-        logits = model(**{k: v.to(dev) for k, v in batch["inputs"].items()}).logits
-    labels = batch["labels"][:, 1:].to(dev)
+    logits, labels = forward(model, batch, bf16=bf16)
     token = F.cross_entropy(
         logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="none"
     ).view(labels.shape)
@@ -310,10 +318,7 @@ def answer_logliks(
     with torch.no_grad():
         for i in range(0, len(samples), batch_size):
             batch = encoder(samples[i : i + batch_size], model)
-            dev = model.device
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = model(**{k: v.to(dev) for k, v in batch["inputs"].items()}).logits
-            labels = batch["labels"][:, 1:].to(dev)
+            logits, labels = forward(model, batch, bf16=bf16)
             ce = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-100,
                                  reduction="none").view(labels.shape)  # fmt: skip
             out += (-ce.sum(1)).tolist()

@@ -26,7 +26,7 @@ import numpy as np
 
 from rrg_local.concepts.calibration import recognition_threshold
 from rrg_local.concepts.embeddings import EmbeddingStore
-from rrg_local.concepts.store import Concept, ConceptStore, Tag
+from rrg_local.concepts.store import Concept, ConceptStore, Tag, sure_text
 from rrg_local.concepts.tagging import TagConfig, Tagger, TagReport
 from rrg_local.library.query import photo_at
 from rrg_local.vlm import answers, prompts, tasks
@@ -173,7 +173,7 @@ def _suggested(tag: Tag) -> str:
     'score 0.41, stage 1 sure: +0.16 over every other concept; not confirmed: rrg review)'
     """
     score = "" if tag.score is None else f"score {tag.score:.2f}, "
-    sure = "" if tag.sure is None else f"stage 1 sure: +{tag.sure:.2f} over every other concept; "
+    sure = "" if tag.sure is None else f"{sure_text(tag.sure)}; "
     return f"auto-tagging suggested <{tag.concept}> here ({score}{sure}not confirmed: rrg review)"
 
 

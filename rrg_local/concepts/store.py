@@ -62,7 +62,12 @@ def score_text(tag: Tag) -> str:
     '-'
     """
     score = "-" if tag.score is None else f"{tag.score:.2f}"
-    return score if tag.sure is None else f"{score} (stage 1 sure: +{tag.sure:.2f} over every other concept)"
+    return score if tag.sure is None else f"{score} ({sure_text(tag.sure)})"
+
+
+def sure_text(margin: float) -> str:
+    """Stage 1's margin where it alone decided a tag, as reviewers and answers read it (pure)."""
+    return f"stage 1 sure: +{margin:.2f} over every other concept"
 
 
 def name_key(name: str) -> str:
