@@ -3,10 +3,12 @@ in the training process (`workers` 0) against rendered by worker processes while
 
 Run: `.venv/bin/python bench/stage_a.py` (the shipped build's shape and stage A settings, two threads, about
 three minutes). Options: `--steps N` (timed steps per variant; each run uses that schedule), `--workers 0 1 2`
-(the variants), `--threads N` (the training process's torch threads), `--device cuda` (on a GPU machine:
-`--workers 0 8 15` there shows whether rendering or the device bounds a step). Every variant starts from the
-same seeded model; those with workers draw the same photos whatever their number, so the table also says
-whether their towers came out bit for bit equal (they must). Ratios are against the first variant.
+(the variants), `--threads N` (the training process's torch threads), `--stock` (first, a variant with the
+stock HF forwards, rendering in the training process: the baseline of `trainer.fast_vision`), `--device cuda`
+(on a GPU machine: `--workers 0 8 15` there shows whether rendering or the device bounds a step). Every
+variant starts from the same seeded model; those with workers draw the same photos whatever their number,
+so the table also says whether their towers came out bit for bit equal (they must). Ratios are against the
+first variant.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--stock", action="store_true")
     args = ap.parse_args()
 
     import torch
@@ -43,21 +46,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         init = init_model(config, Path(tmp))
         proc = Encoder(init).proc
-        for workers in args.workers:
+        for fast, workers in [(False, 0)] * args.stock + [(True, w) for w in args.workers]:
             vision = replace(config.vision, steps=args.steps, held_out=0, bank=0, log_every=10**9, workers=workers)
             model = AutoModelForImageTextToText.from_pretrained(init, dtype=torch.float32).to(args.device)
-            run = Path(tmp) / f"workers-{workers}"
+            run = Path(tmp) / f"workers-{workers}-{fast}"
             run.mkdir()
             start = time.perf_counter()
-            states[workers] = train_vision(model, proc, vision, seed=config.seed, photo_size=config.photo_size,
-                                           bf16=config.bf16, run_dir=run, log=lambda _: None)  # fmt: skip
-            rows.append((workers, (time.perf_counter() - start) / args.steps))
-    base = rows[0][1]
+            state = train_vision(model, proc, vision, seed=config.seed, photo_size=config.photo_size,
+                                 bf16=config.bf16, run_dir=run, log=lambda _: None, fast=fast)  # fmt: skip
+            if fast:
+                states[workers] = state
+            rows.append((workers, fast, (time.perf_counter() - start) / args.steps))
+    base = rows[0][2]
     print(f"stage A, {args.steps} steps x {config.vision.batch} photos at {config.photo_size} px, "
           f"device {args.device}, {args.threads} training threads")  # fmt: skip
     print("| rendered by | s / step | ratio | photos / s | 10,000 steps |\n|---|---|---|---|---|")
-    for workers, per_step in rows:
+    for workers, fast, per_step in rows:
         who = f"{workers} worker process{'es' if workers > 1 else ''}" if workers else "the training process"
+        who += "" if fast else ", stock HF forwards"
         print(f"| {who} | {per_step:.3f} | {per_step / base:.2f} | {config.vision.batch / per_step:.0f} "
               f"| {per_step * 10_000 / 60:.0f} min |")  # fmt: skip
     with_workers = [states[w] for w in args.workers if w]

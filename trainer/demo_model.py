@@ -27,6 +27,7 @@ from typing import Any
 
 from trainer import demo_tasks
 from trainer.demo_vision import VisionConfig, train_vision
+from trainer.fast_vision import attention_kernel, speed_up_vision
 from trainer.prefetch import Prefetcher
 from trainer.tiny import TinyConfig, build_tiny
 
@@ -82,6 +83,10 @@ class DemoConfig:
     decision_apart: bool = False
     micro_batches: int = 2  # the batch, sorted by length, in this many passes (less padding, same gradient)
     bf16: bool = True  # autocast: 1.75x faster on this CPU (AVX512-BF16), loss equal to 1e-5
+    # `trainer.fast_vision`: the tower's patch embedding as a matrix product, its attention batched over photos
+    # of one size, the math SDPA kernel on a CPU; stages A and B 2-5x faster there (`bench/fast_forwards.py`).
+    # The same model up to float rounding; false reproduces the shipped build's summation order bit for bit.
+    fast_forwards: bool = True
     device: str = "cpu"  # where the model trains ("cuda" on a GPU machine); the photos render on the CPU
     # 0: batches drawn here from one random stream (the shipped build's). N >= 1: step k's batch drawn from its
     # own seed (`step_rng`) by N worker processes (`trainer.prefetch`): other samples than 0's, the same for
@@ -235,7 +240,7 @@ def forward(model: Any, batch: dict, *, bf16: bool) -> tuple[Any, Any]:
     import torch
 
     dev = model.device
-    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+    with attention_kernel(model), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
         logits = model(**{k: v.to(dev) for k, v in batch["inputs"].items()}).logits
     return logits, batch["labels"][:, 1:].to(dev)
 
@@ -302,7 +307,9 @@ def open_hf(model_dir: Path, threads: int = 2) -> tuple[Any, Encoder]:
     if not (Path(model_dir) / "config.json").exists():
         raise ValueError(f"{model_dir} is not an HF model folder (no config.json)")
     torch.set_num_threads(threads)
-    return AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32), Encoder(model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
+    speed_up_vision(model)
+    return model, Encoder(model_dir)
 
 
 def answer_logliks(
@@ -489,6 +496,8 @@ def pretrain(config: DemoConfig, run_dir: Path, *, log: Any = print, stop_after:
     ckpt = run_dir / "checkpoint"
     start_from = ckpt if ckpt.exists() else Path(config.warm_start) if config.warm_start else init
     model = AutoModelForImageTextToText.from_pretrained(start_from, dtype=torch.float32).to(config.device)
+    if config.fast_forwards:
+        speed_up_vision(model)
     model.train()
     encoder = Encoder(init)
     if not ckpt.exists() and config.vision.steps and not config.warm_start:
@@ -497,7 +506,7 @@ def pretrain(config: DemoConfig, run_dir: Path, *, log: Any = print, stop_after:
             log(f"stage A: vision tower, {config.vision.steps} steps")
             (run_dir / "vision_metrics.jsonl").unlink(missing_ok=True)
             state = train_vision(model, encoder.proc, config.vision, seed=config.seed, photo_size=config.photo_size,
-                                 bf16=config.bf16, run_dir=run_dir, log=log)  # fmt: skip
+                                 bf16=config.bf16, run_dir=run_dir, log=log, fast=config.fast_forwards)  # fmt: skip
             torch.save(state, run_dir / "vision.tmp")
             (run_dir / "vision.tmp").rename(vision)
         model.model.visual.load_state_dict(torch.load(vision))

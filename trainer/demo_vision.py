@@ -22,6 +22,7 @@ from typing import Any
 from rrg_local.demo.attributes import CATEGORIES, COLOURS, MARKS, PARTS, PATTERNS
 from rrg_local.demo.photo import PhotoTruth
 from rrg_local.demo.scenes import SCENES
+from trainer.fast_vision import attention_kernel, speed_up_vision
 from trainer.prefetch import Prefetcher
 
 HEADS = {
@@ -191,7 +192,7 @@ def _losses(visual: Any, heads: Any, scene_head: Any, photos: list[_Photo], *, o
         return torch.tensor(values, device=dev)
 
     thw = torch.stack([p.thw for p in photos]).to(dev)
-    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+    with attention_kernel(visual), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
         tokens = visual(torch.cat([p.pixels for p in photos]).to(dev).float(), grid_thw=thw).pooler_output
     tokens = tokens.float()
     sizes = [int(p.thw.prod()) // merge**2 for p in photos]
@@ -203,7 +204,8 @@ def _losses(visual: Any, heads: Any, scene_head: Any, photos: list[_Photo], *, o
         accs[key] = float((logits.argmax(-1)[mask] == y[mask]).float().mean()) if mask.any() else float("nan")
 
     # The graph is built in this order (slices of `tokens`, one stack, the heads, then the scene) so that
-    # gradients add up in the same order as the shipped model's build: its stage A is reproduced bit for bit.
+    # gradients add up in the same order as the shipped model's build: its stage A is reproduced bit for bit
+    # (with `fast=False`; the fast forwards sum in another order).
     rows, pooled_y, offset = [], {k: [] for k in HEADS}, 0
     for p, size in zip(photos, sizes, strict=True):
         for weights, targets in p.objects:
@@ -272,17 +274,20 @@ def from_wire(photo: _Photo) -> _Photo:
 
 
 def train_vision(model: Any, proc: Any, config: VisionConfig, *, seed: int, photo_size: int, bf16: bool,
-                 run_dir: Path, log: Any = print) -> dict:  # fmt: skip
+                 run_dir: Path, log: Any = print, fast: bool = True) -> dict:  # fmt: skip
     """Train `model.model.visual` (in place) with attribute heads; returns the tower's state dict.
 
     With `config.bank`, that many photos are rendered once and batches are drawn from them epoch by epoch
     (rendering costs more than the tower's step); without, every batch is freshly rendered, here or, with
     `config.workers`, by worker processes while the tower trains. The tower trains where `model` is (CPU or
-    GPU); the state dict comes back on the CPU. Every `log_every` steps the heads are also measured on
-    `config.held_out` fresh photos, never trained on (`held_acc_*`).
+    GPU), with `trainer.fast_vision`'s forwards unless `fast` is false; the state dict comes back on the CPU.
+    Every `log_every` steps the heads are also measured on `config.held_out` fresh photos, never trained on
+    (`held_acc_*`).
     """
     import torch
 
+    if fast:
+        speed_up_vision(model)
     visual = model.model.visual
     width = model.config.text_config.hidden_size
     torch.manual_seed(seed)  # the heads' init: the same stage A whatever ran before in this process

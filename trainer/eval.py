@@ -38,6 +38,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from trainer.data import Example, Game, load_examples, mine_games, split_by_concept
+from trainer.fast_vision import speed_up_vision
 from trainer.grpo import ANSWER_PREFIX
 from trainer.grpo import hf_chat as _hf_chat
 
@@ -131,6 +132,7 @@ class HFBackend:
         from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
 
         model = AutoModelForImageTextToText.from_pretrained(base, dtype=torch.float32).to(device)
+        speed_up_vision(model)
         if adapter is not None:
             from peft import PeftModel
 

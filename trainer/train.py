@@ -42,6 +42,7 @@ from rrg_local.vlm.prompts import CAPTION_OPEN
 from trainer import grpo
 from trainer.config import RESUMABLE_FIELDS, ConfigError, TrainConfig
 from trainer.data import Embed, Game, load_examples, load_from_db, mine_games, split_by_concept
+from trainer.fast_vision import speed_up_vision
 from trainer.rewards import binary_reward, combine, contrastive_reward, format_reward, length_penalty
 
 METRIC_KEYS = (
@@ -127,6 +128,7 @@ def load_model(config: TrainConfig, adapter: Path | None, device: Any = None) ->
     model = AutoModelForImageTextToText.from_pretrained(config.base, **kwargs)
     if not config.load_in_4bit:
         model = model.to(device, dtype)
+    speed_up_vision(model)
     if config.gradient_checkpointing:
         # transformers >= 5.2x renamed it (the old name warns); older 5.x has only the old one.
         enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
