@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from rrg_local.config import Settings, load_settings, save_settings
+from rrg_local.wording import count
 
 
 class Context:
@@ -53,17 +54,17 @@ def _print_error(err) -> None:
 def _summary(report, settings: Settings) -> str:
     c = report.counts()
     parts = [
-        f"{c['seen']} image files",
-        f"{c['new_photos']} new photos",
-        f"{c['new_paths']} new paths of known photos",
+        count(c["seen"], "image file"),
+        count(c["new_photos"], "new photo"),
+        count(c["new_paths"], "new path") + " of known photos",
         f"{c['unchanged']} unchanged",
         f"{c['missing']} newly missing",
-        f"{c['errors']} errors",
+        count(c["errors"], "error"),
     ]
     if c["known_errors"]:
-        parts.append(f"{c['known_errors']} known bad files")
+        parts.append(count(c["known_errors"], "known bad file"))
     if c["skipped"]:
-        parts.append(f"{c['skipped']} other files skipped")
+        parts.append(count(c["skipped"], "other file") + " skipped")
     return "indexed: " + ", ".join(parts) + f" in {report.seconds:.1f}s"
 
 
@@ -88,8 +89,8 @@ def _run_scan(settings: Settings, db, roots, *, quiet: bool = False):
         def on_progress(report) -> None:
             progress.update(
                 task,
-                description=f"{report.seen} files: {report.new_photos} new, "
-                f"{report.unchanged} unchanged, {len(report.errors)} errors",
+                description=f"{count(report.seen, 'file')}: {report.new_photos} new, "
+                f"{report.unchanged} unchanged, {count(len(report.errors), 'error')}",
             )
 
         scanner = Scanner(db, settings, on_error=_print_error, on_progress=on_progress)
@@ -147,7 +148,7 @@ def watch(ctx: Context, paths: tuple[str, ...], debounce: float | None, rescan: 
         if tagger is not None and (report.new_photos or what == "scan"):
             tagged = tagger()
             if tagged.photos:
-                click.echo(f"[tag] {tagged.photos} photos tagged, {tagged.suggestions} suggestions")
+                click.echo(f"[tag] {count(tagged.photos, 'photo')} tagged, {count(tagged.suggestions, 'suggestion')}")
 
     scanner = Scanner(db, settings, on_error=_print_error)
     watcher = Watcher(
@@ -412,7 +413,8 @@ def demo(ctx: Context, fresh: bool, open_tui: bool) -> None:
         _fail(str(exc))
     t = report.tagging
     click.echo(
-        f"\nauto-tagged {t['photos']} photos: {t['stage2_photos']} went to stage 2, {t['vlm_calls']} VLM calls: "
+        f"\nauto-tagged {count(t['photos'], 'photo')}: {t['stage2_photos']} went to stage 2, "
+        f"{count(t['vlm_calls'], 'VLM call')}: "
         f"{t['stage2_calls']} to tag ({t['stage2_calls'] / max(1, t['photos']):.2f} per photo; naive: "
         f"{len(report.concepts)} per photo), {t['reasoning_calls']} to explain the tags, {t['calibration_calls']} "
         f"to calibrate the concepts; {t['suggestions']} tags ({t['sure']} of them stage 1 was sure of)"

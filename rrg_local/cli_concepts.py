@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from rrg_local.cli import Context, _fail, main, pass_ctx
+from rrg_local.wording import count
 
 
 def _model(ctx: Context):
@@ -120,7 +121,7 @@ def concept_list(ctx: Context) -> None:
     _, store, _ = _stores(ctx)
     for c in store.all():
         refs, tags = len(store.positives(c)), len(store.tags(c))
-        click.echo(f"<{c.name}>  {c.category}  {refs} positive photos, {tags} tagged  {c.coarse}")
+        click.echo(f"<{c.name}>  {c.category}  {count(refs, 'positive photo')}, {tags} tagged  {c.coarse}")
 
 
 @concept.command("show")
@@ -230,8 +231,9 @@ def tag(ctx: Context, limit: int | None) -> None:
     for line in report.errors:
         click.echo(f"error: {line}", err=True)
     click.echo(
-        f"tagged {report.photos} photos: {report.stage1_candidates} went to stage 2, "
-        f"{report.suggestions} suggestions ({report.sure} stage 1 was sure of), {report.vlm_calls} VLM calls "
+        f"tagged {count(report.photos, 'photo')}: {report.stage1_candidates} went to stage 2, "
+        f"{count(report.suggestions, 'suggestion')} ({report.sure} stage 1 was sure of), "
+        f"{count(report.vlm_calls, 'VLM call')} "
         f"({report.stage2_calls} stage 2 + {report.reasoning_calls} reasoning + {report.calibration_calls} "
         f"calibration), {report.failed} failed"
     )

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from rrg_local.concepts.store import ConceptStore
 from rrg_local.config import Settings
 from rrg_local.vlm import registry
+from rrg_local.wording import count
 from tui.database import opened
 
 OnTagProgress = Callable[[str, int, int, float | None], None]  # phase, done, total, eta seconds
@@ -108,7 +109,7 @@ def tag_library(settings: Settings, on_progress: OnTagProgress) -> str:
             report = Tagger(db, model, emb, tag_config(settings)).run(on_progress=tagged)
     finally:
         model.close()
-    summary = f"tagged {report.photos} photos: {report.suggestions} suggestions"
+    summary = f"tagged {count(report.photos, 'photo')}: {count(report.suggestions, 'suggestion')}"
     return summary + (f", {report.failed} failed" if report.failed else "")
 
 

@@ -31,6 +31,7 @@ from rrg_local.concepts.tagging import TagConfig, Tagger, TagReport
 from rrg_local.library.query import photo_at
 from rrg_local.vlm import answers, prompts, tasks
 from rrg_local.vlm.protocol import ImageRef, Message, OnText, VisionModel
+from rrg_local.wording import count
 
 UNSURE = 0.3  # a P(Yes) within this share of the way from the concept's cut to 0 or to 1 is "probably"
 # What a person said about a photo answers "Is Bo in this photo?" without asking the model.
@@ -175,10 +176,6 @@ def _suggested(tag: Tag) -> str:
     score = "" if tag.score is None else f"score {tag.score:.2f}, "
     sure = "" if tag.sure is None else f"{sure_text(tag.sure)}; "
     return f"auto-tagging suggested <{tag.concept}> here ({score}{sure}not confirmed: rrg review)"
-
-
-def _photos(n: int) -> str:
-    return f"{n} photo" if n == 1 else f"{n} photos"
 
 
 def _text(c: Concept) -> prompts.ConceptText:
@@ -405,7 +402,7 @@ class Asker:
                 calls,
             )
         if r.intent == "count":
-            return Answer(f"{_photos(len(rows))} of {names}{where}{when}.{note}", cites, unsure, calls)
+            return Answer(f"{count(len(rows), 'photo')} of {names}{where}{when}.{note}", cites, unsure, calls)
         listing = "\n".join(
             f"  {t.photo_id:>6}  {t.taken_at[:10]}  {t.path}"
             + (
@@ -417,4 +414,4 @@ class Asker:
             )
             for t in rows
         )
-        return Answer(f"{_photos(len(rows))} of {names}{where}{when}:{note}\n{listing}", cites, unsure, calls)
+        return Answer(f"{count(len(rows), 'photo')} of {names}{where}{when}:{note}\n{listing}", cites, unsure, calls)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from rrg_local.config import Settings, save_settings
 from rrg_local.vlm.gguf_meta import file_sha256
+from rrg_local.wording import count
 
 MODEL_DIR = Path(__file__).resolve().parent / "model"
 EMBEDDER_DIR = Path(__file__).resolve().parent / "embedder"
@@ -249,7 +250,8 @@ def run_demo(
     s = status(db)
     report.photos, report.bad_files = s["photos"], s["errors"]
     report.timings["index_s"] = time.monotonic() - clock
-    echo(f"indexed {report.photos} photos in {library} ({report.bad_files} bad file reported and skipped)")
+    echo(f"indexed {count(report.photos, 'photo')} in {library} ({count(report.bad_files, 'bad file')} reported "
+         "and skipped)")  # fmt: skip
 
     register_model(settings, model_dir)
     model = open_model(settings)

@@ -42,7 +42,7 @@ def test_index_status_photos_errors(tmp_path, make_jpeg):
     make_jpeg(lib / "2022" / "b.jpg", 2, taken=datetime(2022, 8, 1, 9))
     (lib / "broken.jpg").write_bytes(b"\xff\xd8\xff")
     out = rrg("index", str(lib))
-    assert "2 new photos" in out.stdout and "1 errors" in out.stdout
+    assert "2 new photos" in out.stdout and "1 error in" in out.stdout
     assert out.stderr.strip() == f"error: {lib / 'broken.jpg'}: corrupt JPEG file (its header is damaged)"
     status = rrg("status").stdout
     assert (
@@ -68,7 +68,7 @@ def test_configured_folders_are_the_default(tmp_path, make_jpeg):
     assert rrg("index", check=False).returncode == 2
     rrg("folders", "add", str(lib))
     assert rrg("folders", "list").stdout.strip() == str(lib)
-    assert "1 new photos" in rrg("index").stdout
+    assert "1 new photo," in rrg("index").stdout
 
 
 def test_purge_forgets_missing_photos_only(tmp_path, make_jpeg):
@@ -104,6 +104,6 @@ def test_watch_follows_changes_and_stops_cleanly_on_ctrl_c(tmp_path, make_jpeg):
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert "[scan] indexed: 1 image files, 1 new photos" in out
-    assert "[change] indexed: 1 image files, 1 new photos" in out
+    assert "[scan] indexed: 1 image file, 1 new photo," in out
+    assert "[change] indexed: 1 image file, 1 new photo," in out
     assert err.strip().endswith("stopped")

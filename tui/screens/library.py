@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from rrg_local.concepts.store import ConceptStore
 from rrg_local.library.query import PhotoRow, list_photos
 from rrg_local.library.scan import Scanner, ScanReport
+from rrg_local.wording import count
 from tui import tasks
 from tui.database import opened
 from tui.grid import MARK, ThumbGrid, thumb_text
@@ -243,7 +244,7 @@ class LibraryScreen(Screen):
             return
         self.marked.clear()
         self.load()
-        text = f"<{message.name}> created from {message.photos} photos; the library is queued for tagging."
+        text = f"<{message.name}> created from {count(message.photos, 'photo')}; the library is queued for tagging."
         if message.has_model:
             self.notify(text + " Writing its description...", title="new concept", timeout=10)
         else:
@@ -281,7 +282,7 @@ class LibraryScreen(Screen):
 
     def on_scan_progressed(self, message: ScanProgressed) -> None:
         self.query_one("#library-status", Static).update(
-            f"scanning: {message.seen} files, {message.new_photos} new, {message.errors} errors"
+            f"scanning: {count(message.seen, 'file')}, {message.new_photos} new, {count(message.errors, 'error')}"
         )
 
     def on_scan_finished(self, message: ScanFinished) -> None:
@@ -291,8 +292,8 @@ class LibraryScreen(Screen):
             return
         c = message.counts
         summary = (
-            f"scanned {c['seen']} files in {message.seconds:.1f}s: {c['new_photos']} new, "
-            f"{c['missing']} missing, {c['errors']} errors"
+            f"scanned {count(c['seen'], 'file')} in {message.seconds:.1f}s: {c['new_photos']} new, "
+            f"{c['missing']} missing, {count(c['errors'], 'error')}"
         )
         self.notify(summary, severity="error" if c["errors"] or message.unavailable else "information")
         for root in message.unavailable:

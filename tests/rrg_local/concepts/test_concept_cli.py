@@ -131,7 +131,7 @@ def test_watch_tags_new_photos_as_they_arrive(library, with_model, tmp_path):
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert "[tag] 1 photos tagged" in out
+    assert "[tag] 1 photo tagged, " in out and "1 photos" not in out  # the new photo, in words a person would use
 
 
 def test_a_configured_onnx_embedder_does_stage_1(library, with_model):
