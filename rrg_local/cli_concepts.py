@@ -301,8 +301,13 @@ def review(ctx: Context, name: str | None, confirms: tuple[int, ...], rejects: t
 @main.command()
 @click.argument("question")
 @click.option("--photo", type=click.Path(path_type=Path), help="Ask about this photo (path or photo id).")
+@click.option(
+    "--checks", type=click.IntRange(1), default=10, show_default=True,
+    help="At most this many photos the model looks at for a scene (\"at the beach\"); in a question about the "
+    "whole library, this many more each time it is asked (the checks are kept).",
+)  # fmt: skip
 @pass_ctx
-def ask(ctx: Context, question: str, photo: Path | None) -> None:
+def ask(ctx: Context, question: str, photo: Path | None, checks: int) -> None:
     """Ask about a photo ("Is Bo in this photo?") or your library ("When did I last see my blue mug?")."""
     from rrg_local.concepts.ask import Asker, route
     from rrg_local.concepts.tagging import tag_config
@@ -325,7 +330,7 @@ def ask(ctx: Context, question: str, photo: Path | None) -> None:
         click.echo(piece, nl=False)
 
     try:
-        asker = Asker(store, model, emb, tagging=tag_config(ctx.settings))
+        asker = Asker(store, model, emb, max_checks=checks, tagging=tag_config(ctx.settings))
         answer = asker.ask(question, photo=image, photo_id=pid, on_text=stream)
     except (VisionError, ValueError) as exc:
         _fail(str(exc))

@@ -176,11 +176,29 @@ def _m004_tag_sure(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE tags ADD COLUMN sure REAL")
 
 
+def _m005_scene_checks(db: sqlite_utils.Database) -> None:
+    # Whether a photo was taken in a scene, as a model judged it (`Asker.scene_check`), kept so that a question
+    # about the whole library ("Show me photos at the beach") never asks the model twice about one photo.
+    db.executescript(
+        """
+        CREATE TABLE scene_checks (
+            photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+            model TEXT NOT NULL,
+            scene TEXT NOT NULL,
+            found TEXT,                         -- "asked" / "named" (how the model said so), NULL: not there
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (photo_id, model, scene)
+        );
+        """
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_library", _m001_library),
     ("002_concepts", _m002_concepts),
     ("003_calibrations", _m003_calibrations),
     ("004_tag_sure", _m004_tag_sure),
+    ("005_scene_checks", _m005_scene_checks),
 ]
 
 

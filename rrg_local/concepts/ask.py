@@ -10,9 +10,11 @@ now; an open question naming no concept gets the concepts known in the photo (el
 Questions about the library ("Show me Bo at the beach", "When did I last see my blue mug?", "Photos of Bo
 and grandma together") are answered from tags and capture dates; only a scene condition costs VLM calls, on
 at most `max_checks` photos (the yes/no question, then the open "where" answer read for the place, as
-`scene_check` does). Questions about a concept itself ("What does Bo look like?") are answered from its
-description. Every answer cites the photos it rests on and says when it is unsure (unconfirmed
-suggestions, probabilities near the cut, checks cut short).
+`scene_check` does). A question naming no concept, only a year or a scene ("Photos at the beach in 2023"),
+is about every photo: by capture date, and by scene checks kept in `scene_checks` (each photo is checked once
+per model and scene, at most `max_checks` new ones per question). Questions about a concept itself ("What
+does Bo look like?") are answered from its description. Every answer cites the photos it rests on and says
+when it is unsure (unconfirmed suggestions, probabilities near the cut, checks cut short).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from rrg_local.concepts.calibration import recognition_threshold
 from rrg_local.concepts.embeddings import EmbeddingStore
 from rrg_local.concepts.store import Concept, ConceptStore, Tag, sure_text
 from rrg_local.concepts.tagging import TagConfig, Tagger, TagReport
-from rrg_local.library.query import photo_at
+from rrg_local.db import utcnow
+from rrg_local.library.query import list_photos, photo_at
 from rrg_local.vlm import answers, prompts, tasks
 from rrg_local.vlm.protocol import ImageRef, Message, OnText, VisionModel
 from rrg_local.wording import count
@@ -217,6 +220,8 @@ class Asker:
             if photo_id is None and isinstance(photo.source, (str, Path)):
                 photo_id = photo_at(self.store.db, photo.source)
             return self._about_photo(question, photo, photo_id, r, mentioned, on_text)
+        if not mentioned and (r.scene or r.year) and r.intent != "about":
+            return self._whole_library(r)
         if not mentioned:
             known = ", ".join(f"<{n}>" for n in concepts) or "none yet (rrg concept add)"
             return Answer(f"I don't know who or what that is. Your concepts: {known}.", unsure=True)
@@ -349,6 +354,50 @@ class Asker:
         where = "Where was this photo taken?"
         said = tasks.ask(self.model, image, where, [_text(c) for c in mentioned], max_tokens=24)
         return ("named" if names_scene(said, r.scene) else None), 2
+
+    def _whole_library(self, r: Route) -> Answer:
+        """A question naming no concept, only a year and/or a scene ("Show me photos at the beach in 2023"): the
+        library's photos of that year, and of those the ones the model says were taken there. Scene checks are
+        kept (`scene_checks`), so each photo costs calls once per model and scene; at most `max_checks` new
+        ones per question, newest first (oldest for "first"), and the answer says how far it got."""
+        year = str(r.year) if r.year else None
+        photos = list_photos(self.store.db, since=year, until=year)
+        calls, note, place = 0, "", f" {r.place}" if r.scene else ""
+        if r.scene and photos:
+            if self.model is None or self.emb is None:
+                raise ValueError("checking a scene needs a model (rrg model add ...)")
+            model, db = self.model.info.name, self.store.db
+            seen = dict(db.execute("SELECT photo_id, found FROM scene_checks WHERE model = ? AND scene = ?",
+                                   [model, r.scene]).fetchall())  # fmt: skip
+            order = photos if r.intent == "first" else photos[::-1]  # the first photo: oldest first
+            todo = [p["id"] for p in order if p["id"] not in seen][: self.max_checks]
+            for pid in todo:
+                # As for an open question: the concepts known in the photo (else the nearest) as context; the
+                # demo model, taught "where" only with concepts before it, answers nothing useful without.
+                found, n = self.scene_check(self.emb.image(pid), r, self.context_for(pid))
+                calls += n
+                seen[pid] = found
+                with db.conn:
+                    db.execute("INSERT OR REPLACE INTO scene_checks (photo_id, model, scene, found, created_at) "
+                               "VALUES (?, ?, ?, ?, ?)", [pid, model, r.scene, found, utcnow()])  # fmt: skip
+            left = sum(p["id"] not in seen for p in photos)
+            if left:
+                note = (f" I have looked at {len(photos) - left} of the {count(len(photos), 'photo')} for "
+                        f"{r.scene} so far; ask again to look at {min(left, self.max_checks)} more.")  # fmt: skip
+            photos = [p for p in photos if seen.get(p["id"])]
+        when = f" from {r.year}" if r.year else ""
+        if not photos:
+            return Answer(f"I found no photos{place}{when}.{note}", unsure=True, vlm_calls=calls)
+        cites = [(p["id"], p["path"]) for p in photos]
+        if r.intent in ("last", "first"):
+            p = photos[-1] if r.intent == "last" else photos[0]
+            day = p["taken_at"][:10]
+            text = f"The {r.intent} photo{place}{when} was taken on {day} (photo {p['id']}: {p['path']})."
+            return Answer(text + note, [(p["id"], p["path"])], bool(note), calls)
+        if r.intent == "count":
+            return Answer(f"{count(len(photos), 'photo')}{place}{when}.{note}", cites, bool(note), calls)
+        listing = "\n".join(f"  {p['id']:>6}  {p['taken_at'][:10]}  {p['path']}" for p in photos)
+        return Answer(f"{count(len(photos), 'photo')}{place}{when}:{note}\n{listing}", cites, bool(note), calls)
 
     def _about_library(self, r: Route, mentioned: list[Concept]) -> Answer:
         if r.intent == "about":  # what rrg-local knows of each: its description, and the photos it was taught from

@@ -287,7 +287,7 @@ def run_demo(
     report.score = score_tags(predicted, truth_pairs, refs)
 
     clock = time.monotonic()
-    asker = Asker(store, model, emb, tagging=tag_config(settings))
+    asker = Asker(store, model, emb, max_checks=len(ids), tagging=tag_config(settings))  # scenes: every photo
     first, second = PET_NAMES[0], PET_NAMES[1]
     of_first = [f for f in sorted(truth["files"]) if truth["files"][f]["concepts"] == [_key(names, first)]]
     sample, unseen = of_first[0], of_first[REFERENCES]  # a reference photo; one the model has not been shown
@@ -298,6 +298,7 @@ def run_demo(
         (f"Show me <{first}> {'on' if scene in ('beach', 'grass', 'street') else 'in'} the {scene}", None),
         (f"When did I last see {second}?", None),
         (f"How many photos of {second} do I have?", None),
+        ("Show me photos in the snow", None),  # no concept: the whole library, its scene checked photo by photo
         (f"Is <{first}> in this photo?", sample),
         (f"Is <{first}> in this photo?", unseen),
         (f"Is <{first}> in this photo?", other),

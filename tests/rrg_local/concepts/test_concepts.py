@@ -226,6 +226,35 @@ def test_library_questions_cite_tagged_photos(db, indexed, stores, model):
     del gm
 
 
+def test_questions_naming_no_concept_are_about_the_whole_library(db, indexed, stores, model):
+    store, emb = stores
+    store.add_photos(store.add("Bo", "dog"), [indexed("refs/bo0.jpg")])
+    photos = db.execute("SELECT count(*) FROM photos").fetchone()[0]
+    by_year = Asker(store, None, None).ask("How many photos from 2023?")  # capture dates only: no model needed
+    assert by_year.text.startswith(f"{photos} photos from 2023") and by_year.vlm_calls == 0
+    assert Asker(store, None, None).ask("Show me photos from 2019").text == "I found no photos from 2019."
+
+    def checked() -> list[int]:
+        return [r[0] for r in db.execute("SELECT photo_id FROM scene_checks WHERE scene = 'beach' ORDER BY photo_id")]
+
+    newest_first = [r[0] for r in db.execute("SELECT id FROM photos ORDER BY taken_at DESC, id DESC")]
+    first = Asker(store, model, emb, max_checks=2).ask("Show me photos at the beach")
+    assert 2 <= first.vlm_calls <= 4 and checked() == sorted(newest_first[:2])  # the newest two, kept
+    assert f"I have looked at 2 of the {photos} photos for beach so far; ask again to look at 2 more." in first.text
+    again = Asker(store, model, emb, max_checks=2).ask("Show me photos at the beach")
+    assert 2 <= again.vlm_calls <= 4 and checked() == sorted(newest_first[:4])  # two more, none asked twice
+    rest = Asker(store, model, emb, max_checks=100).ask("How many photos at the beach?")
+    assert len(checked()) == photos and "looked at" not in rest.text
+    said = dict(db.execute("SELECT photo_id, found FROM scene_checks WHERE scene = 'beach'").fetchall())
+    assert sorted(pid for pid, _ in rest.citations) == sorted(pid for pid, found in said.items() if found)
+    assert Asker(store, model, emb).ask("Show me photos at the beach").vlm_calls == 0  # all known now
+    oldest = Asker(store, model, emb, max_checks=1).ask("When was the first photo in the snow?")
+    snow = [r[0] for r in db.execute("SELECT photo_id FROM scene_checks WHERE scene = 'snow'")]
+    assert snow == [newest_first[-1]] and oldest.vlm_calls in (1, 2)  # "first": the oldest photo is looked at first
+    unknown = Asker(store, model, emb).ask("Show me the dog")  # neither a concept, a year nor a place
+    assert unknown.unsure and unknown.text.startswith("I don't know who or what that is.")
+
+
 def test_photo_questions_use_the_listener(indexed, stores, model, library):
     from rrg_local.vlm.protocol import ImageRef
 

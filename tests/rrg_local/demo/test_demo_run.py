@@ -99,6 +99,13 @@ def test_rrg_demo_tags_the_library_and_answers(rrg_home):
     assert shown and all(truth["files"][f]["scene"] == scene and bo in truth["files"][f]["concepts"] for f in shown)
     of_bo = re.search(r"^  (\d+) photos of <Bo>:", out, re.M)
     assert len(shown) < int(of_bo.group(1)), "the scene must filter Bo's photos"
+    # "Show me photos in the snow": no concept named, so every photo of the library, its scene checked by the model.
+    m = re.search(r"^\? Show me photos in the snow\n  (\d+) photos? in the snow:\n((?:  .*\n)+)", out, re.M)
+    assert m, out
+    snow = {f for f, info in truth["files"].items() if info["scene"] == "snow"}
+    paths = re.findall(r"^\s+\d+\s+\S+\s+(\S+\.jpg)", m.group(2), re.M)
+    listed = {os.path.relpath(p, home / "library") for p in paths}
+    assert len(listed) == int(m.group(1)) and listed <= snow and len(listed) >= 0.8 * len(snow), (listed, snow)
     # "Who is in this photo?": the unseen photo of Bo names him (and no one else); the photo without a concept, no one.
     who = re.findall(r"^\? Who is in this photo\?  \[photo (\S+)\]\n((?:  .*\n)+)", out, re.M)
     assert len(who) == 2, out
