@@ -8,13 +8,13 @@ judged, a reference, a confirmed or a rejected one, their word is the answer and
 "Who is in this photo?" is what a person said and auto-tagging suggested, else the tagger's decision made
 now; an open question naming no concept gets the concepts known in the photo (else the nearest) as context.
 Questions about the library ("Show me Bo at the beach", "When did I last see my blue mug?", "Photos of Bo
-and grandma together") are answered from tags and capture dates; only a scene condition costs VLM calls, on
-at most `max_checks` photos (the yes/no question, then the open "where" answer read for the place, as
-`scene_check` does). A question naming no concept, only a year or a scene ("Photos at the beach in 2023"),
-is about every photo: by capture date, and by scene checks kept in `scene_checks` (each photo is checked once
-per model and scene, at most `max_checks` new ones per question). Questions about a concept itself ("What
-does Bo look like?") are answered from its description. Every answer cites the photos it rests on and says
-when it is unsure (unconfirmed suggestions, probabilities near the cut, checks cut short).
+and grandma together") are answered from tags and capture dates; only a scene condition costs VLM calls (the
+yes/no question, then the open "where" answer read for the place: `scene_check`), kept in `scene_checks` so
+that a photo is checked once per model and place, at most `max_checks` new ones per question. A question
+naming no concept, only a year or a scene ("Photos at the beach in 2023"), is about every photo. Questions
+about a concept itself ("What does Bo look like?") are answered from its description. Every answer cites the
+photos it rests on and says when it is unsure (unconfirmed suggestions, probabilities near the cut, checks
+not yet made).
 """
 
 from __future__ import annotations
@@ -355,6 +355,30 @@ class Asker:
         said = tasks.ask(self.model, image, where, [_text(c) for c in mentioned], max_tokens=24)
         return ("named" if names_scene(said, r.scene) else None), 2
 
+    def _scene_checks(self, r: Route, order: list[int], context) -> tuple[dict[int, str | None], int, str]:
+        """Whether each photo of `order` (ids, in the order to look at them) was taken in the route's scene:
+        the checks kept in `scene_checks` (per model and scene: a photo costs the model once), then at most
+        `max_checks` new ones made now and kept, with `context(photo id)` as the concepts before the open
+        question. Returns photo id -> `scene_check`'s verdict for the photos checked so far, the calls made,
+        and a note for the answer when some photos are left."""
+        if self.model is None or self.emb is None:
+            raise ValueError("checking a scene needs a model (rrg model add ...)")
+        model, db = self.model.info.name, self.store.db
+        marks = ",".join("?" * len(order))
+        seen = dict(db.execute(f"SELECT photo_id, found FROM scene_checks WHERE model = ? AND scene = ? "
+                               f"AND photo_id IN ({marks})", [model, r.scene, *order]).fetchall())  # fmt: skip
+        calls = 0
+        for pid in [p for p in order if p not in seen][: self.max_checks]:
+            seen[pid], n = self.scene_check(self.emb.image(pid), r, context(pid))
+            calls += n
+            with db.conn:
+                db.execute("INSERT OR REPLACE INTO scene_checks (photo_id, model, scene, found, created_at) "
+                           "VALUES (?, ?, ?, ?, ?)", [pid, model, r.scene, seen[pid], utcnow()])  # fmt: skip
+        left = len(order) - len(seen)
+        note = (f" I have looked at {len(seen)} of the {count(len(order), 'photo')} for {r.scene} so far; ask "
+                f"again to look at {min(left, self.max_checks)} more.") if left else ""  # fmt: skip
+        return seen, calls, note
+
     def _whole_library(self, r: Route) -> Answer:
         """A question naming no concept, only a year and/or a scene ("Show me photos at the beach in 2023"): the
         library's photos of that year, and of those the ones the model says were taken there. Scene checks are
@@ -364,26 +388,10 @@ class Asker:
         photos = list_photos(self.store.db, since=year, until=year)
         calls, note, place = 0, "", f" {r.place}" if r.scene else ""
         if r.scene and photos:
-            if self.model is None or self.emb is None:
-                raise ValueError("checking a scene needs a model (rrg model add ...)")
-            model, db = self.model.info.name, self.store.db
-            seen = dict(db.execute("SELECT photo_id, found FROM scene_checks WHERE model = ? AND scene = ?",
-                                   [model, r.scene]).fetchall())  # fmt: skip
             order = photos if r.intent == "first" else photos[::-1]  # the first photo: oldest first
-            todo = [p["id"] for p in order if p["id"] not in seen][: self.max_checks]
-            for pid in todo:
-                # As for an open question: the concepts known in the photo (else the nearest) as context; the
-                # demo model, taught "where" only with concepts before it, answers nothing useful without.
-                found, n = self.scene_check(self.emb.image(pid), r, self.context_for(pid))
-                calls += n
-                seen[pid] = found
-                with db.conn:
-                    db.execute("INSERT OR REPLACE INTO scene_checks (photo_id, model, scene, found, created_at) "
-                               "VALUES (?, ?, ?, ?, ?)", [pid, model, r.scene, found, utcnow()])  # fmt: skip
-            left = sum(p["id"] not in seen for p in photos)
-            if left:
-                note = (f" I have looked at {len(photos) - left} of the {count(len(photos), 'photo')} for "
-                        f"{r.scene} so far; ask again to look at {min(left, self.max_checks)} more.")  # fmt: skip
+            # As for an open question: the concepts known in the photo (else the nearest) as context; the demo
+            # model, taught "where" only with concepts before it, answers nothing useful without.
+            seen, calls, note = self._scene_checks(r, [p["id"] for p in order], self.context_for)
             photos = [p for p in photos if seen.get(p["id"])]
         when = f" from {r.year}" if r.year else ""
         if not photos:
@@ -415,32 +423,24 @@ class Asker:
         if r.year:
             rows = [t for t in rows if t.taken_at.startswith(str(r.year))]
         names = " and ".join(f"<{c.name}>" for c in mentioned)
-        calls, cut_short = 0, False
+        calls, scene_note = 0, ""
         if r.scene and rows:
-            if self.model is None or self.emb is None:
-                raise ValueError("checking a scene needs a model (rrg model add ...)")
-            kept = []
-            cut_short = len(rows) > self.max_checks
-            for t in sorted(rows, key=lambda t: -(t.score or 1.0))[: self.max_checks]:
-                found, n = self.scene_check(self.emb.image(t.photo_id), r, mentioned)
-                calls += n
-                if found:
-                    kept.append(t)
-            rows = sorted(kept, key=lambda t: (t.taken_at, t.photo_id))
+            likely = [t.photo_id for t in sorted(rows, key=lambda t: -(t.score or 1.0))]  # the most likely first
+            seen, calls, scene_note = self._scene_checks(r, likely, lambda _: mentioned)
+            rows = [t for t in rows if seen.get(t.photo_id)]
         where = f" {r.place}" if r.scene else ""
         when = f" in {r.year}" if r.year else ""
         unconfirmed = [t for t in rows if t.status != "confirmed"]
-        unsure = bool(unconfirmed) or cut_short
+        unsure = bool(unconfirmed) or bool(scene_note)
         cites = [(t.photo_id, t.path) for t in rows]
         if not rows:
-            return Answer(f"I found no photos of {names}{where}{when}.", unsure=True, vlm_calls=calls)
+            return Answer(f"I found no photos of {names}{where}{when}.{scene_note}", unsure=True, vlm_calls=calls)
         note = ""
         if unconfirmed:
             n = len(unconfirmed)
             them = "is an unconfirmed suggestion" if n == 1 else "are unconfirmed suggestions"
             note += f" {n} of them {them} (rrg review)."
-        if cut_short:
-            note += f" I only checked the {self.max_checks} most likely photos for {r.scene}."
+        note += scene_note
         if r.intent in ("last", "first"):
             t = rows[-1] if r.intent == "last" else rows[0]
             return Answer(
