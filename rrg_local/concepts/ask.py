@@ -53,6 +53,15 @@ class Route:
     scene: str | None = None
     year: int | None = None
     place: str | None = None  # the scene as the question put it ("in the snow"), for answers and checks
+    month: int | None = None  # 1-12, with `year` ("in May 2024")
+
+    def period(self) -> str | None:
+        """The capture dates asked for as an ISO prefix: "2024", "2024-05", or None."""
+        return None if not self.year else f"{self.year}-{self.month:02d}" if self.month else str(self.year)
+
+    def when(self, prep: str) -> str:
+        """The period for an answer: " in May 2024", " from 2024", or ""."""
+        return f" {prep} {MONTHS[self.month - 1].title() + ' ' if self.month else ''}{self.year}" if self.year else ""
 
 
 @dataclass
@@ -111,22 +120,34 @@ _SCENE_WORDS = {
 _WHO = re.compile(
     r"\bwho\b|\bwhich of (?:my|mine)\b|\bwhich (?:of )?(?:my )?(?:concepts?|things|pets?|people)\b", re.I
 )
-_YEAR = re.compile(r"\b(?:in|from|during)\s+((?:19|20)\d\d)\b", re.I)
+MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+          "november", "december")  # fmt: skip
+_YEAR = re.compile(
+    r"\b(?:in|from|during)\s+(?:(jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec|"
+    + "|".join(MONTHS)
+    + r")\.?\s+)?((?:19|20)\d\d)\b",
+    re.I,
+)
 
 
 def route(question: str, names: Sequence[str], *, has_photo: bool) -> Route:
     """Decide what answers the question (pure).
 
     >>> route("Is <Bo> in this photo?", ["Bo"], has_photo=True)
-    Route(target='photo', intent='is_in', concepts=('Bo',), scene=None, year=None, place=None)
+    Route(target='photo', intent='is_in', concepts=('Bo',), scene=None, year=None, place=None, month=None)
     >>> route("Who is in this photo?", ["Bo"], has_photo=True).intent
     'who'
     >>> [route(q, ["Bo"], has_photo=False).intent for q in ("What does Bo look like?", "What photos of Bo are there?")]
     ['about', 'show']
     >>> [route(q, ["Bo"], has_photo=False).intent for q in ("When did I first see Bo?", "How many photos of Bo?")]
     ['first', 'count']
-    >>> route("Show me Bo at the beach in 2023", ["Bo"], has_photo=False)
-    Route(target='library', intent='show', concepts=('Bo',), scene='beach', year=2023, place='at the beach')
+    >>> route("Show me Bo at the beach in 2023", ["Bo"], has_photo=False)  # doctest: +NORMALIZE_WHITESPACE
+    Route(target='library', intent='show', concepts=('Bo',), scene='beach', year=2023, place='at the beach',
+          month=None)
+    >>> r = route("How many photos from Sept 2024?", [], has_photo=False)
+    >>> r.period(), r.when("from")
+    ('2024-09', ' from September 2024')
+
     """
     mentioned = tuple(find_concepts(question, names))
     if has_photo:
@@ -144,9 +165,19 @@ def route(question: str, names: Sequence[str], *, has_photo: bool) -> Route:
         intent,
         mentioned,
         scene.group(1).lower() if scene else None,
-        int(year.group(1)) if year else None,
+        int(year.group(2)) if year else None,
         " ".join(scene.group(0).lower().split()) if scene else None,
+        _month(year.group(1)) if year and year.group(1) else None,
     )
+
+
+def _month(word: str) -> int:
+    """A month's number from its name or abbreviation (pure).
+
+    >>> _month("May"), _month("sept"), _month("December")
+    (5, 9, 12)
+    """
+    return next(i for i, m in enumerate(MONTHS, 1) if m.startswith(word.lower()[:3]))
 
 
 def names_scene(answer: str, scene: str) -> bool:
@@ -384,8 +415,7 @@ class Asker:
         library's photos of that year, and of those the ones the model says were taken there. Scene checks are
         kept (`scene_checks`), so each photo costs calls once per model and scene; at most `max_checks` new
         ones per question, newest first (oldest for "first"), and the answer says how far it got."""
-        year = str(r.year) if r.year else None
-        photos = list_photos(self.store.db, since=year, until=year)
+        photos = list_photos(self.store.db, since=r.period(), until=r.period())
         calls, note, place = 0, "", f" {r.place}" if r.scene else ""
         if r.scene and photos:
             order = photos if r.intent == "first" else photos[::-1]  # the first photo: oldest first
@@ -393,7 +423,7 @@ class Asker:
             # model, taught "where" only with concepts before it, answers nothing useful without.
             seen, calls, note = self._scene_checks(r, [p["id"] for p in order], self.context_for)
             photos = [p for p in photos if seen.get(p["id"])]
-        when = f" from {r.year}" if r.year else ""
+        when = r.when("from")
         if not photos:
             return Answer(f"I found no photos{place}{when}.{note}", unsure=True, vlm_calls=calls)
         cites = [(p["id"], p["path"]) for p in photos]
@@ -420,8 +450,8 @@ class Asker:
         per_concept = [{t.photo_id: t for t in self.store.tags(c)} for c in mentioned]
         ids = set(per_concept[0]).intersection(*per_concept[1:])
         rows: list[Tag] = sorted((per_concept[0][i] for i in ids), key=lambda t: (t.taken_at, t.photo_id))
-        if r.year:
-            rows = [t for t in rows if t.taken_at.startswith(str(r.year))]
+        if r.period():
+            rows = [t for t in rows if t.taken_at.startswith(r.period())]
         names = " and ".join(f"<{c.name}>" for c in mentioned)
         calls, scene_note = 0, ""
         if r.scene and rows:
@@ -429,7 +459,7 @@ class Asker:
             seen, calls, scene_note = self._scene_checks(r, likely, lambda _: mentioned)
             rows = [t for t in rows if seen.get(t.photo_id)]
         where = f" {r.place}" if r.scene else ""
-        when = f" in {r.year}" if r.year else ""
+        when = r.when("in")
         unconfirmed = [t for t in rows if t.status != "confirmed"]
         unsure = bool(unconfirmed) or bool(scene_note)
         cites = [(t.photo_id, t.path) for t in rows]

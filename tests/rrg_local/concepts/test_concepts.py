@@ -213,6 +213,8 @@ def test_library_questions_cite_tagged_photos(db, indexed, stores, model):
     together = asker.ask("Photos of Bo and Grandma together")
     assert [pid for pid, _ in together.citations] == [indexed("refs/bo2.jpg")] and not together.unsure
     assert asker.ask("How many photos of bo in 2023?").text.startswith("3 photos of <Bo> in 2023")
+    assert asker.ask("How many photos of bo in May 2023?").text.startswith("2 photos of <Bo> in May 2023")
+    assert asker.ask("Show me Bo from jun 2023").citations == [shown.citations[-1]]  # the copy, on June 1st
     beach = asker.ask("Show me Bo at the beach")
     # One or two checks per tagged photo (yes / no; where, when the answer was no), kept: asked again, none.
     assert 3 <= beach.vlm_calls <= 6 and set(beach.citations) <= set(shown.citations)
@@ -238,6 +240,10 @@ def test_questions_naming_no_concept_are_about_the_whole_library(db, indexed, st
     by_year = Asker(store, None, None).ask("How many photos from 2023?")  # capture dates only: no model needed
     assert by_year.text.startswith(f"{photos} photos from 2023") and by_year.vlm_calls == 0
     assert Asker(store, None, None).ask("Show me photos from 2019").text == "I found no photos from 2019."
+    june = db.execute("SELECT id FROM photos WHERE taken_at LIKE '2023-06-%' ORDER BY taken_at, id").fetchall()
+    in_june = Asker(store, None, None).ask("Show me photos from June 2023")
+    assert len(june) >= 2 and [pid for pid, _ in in_june.citations] == [r[0] for r in june]
+    assert in_june.text.startswith(f"{len(june)} photos from June 2023:")
 
     def checked() -> list[int]:
         return [r[0] for r in db.execute("SELECT photo_id FROM scene_checks WHERE scene = 'beach' ORDER BY photo_id")]
