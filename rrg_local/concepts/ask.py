@@ -395,9 +395,9 @@ class Asker:
         if self.model is None or self.emb is None:
             raise ValueError("checking a scene needs a model (rrg model add ...)")
         model, db = self.model.info.name, self.store.db
-        marks = ",".join("?" * len(order))
-        seen = dict(db.execute(f"SELECT photo_id, found FROM scene_checks WHERE model = ? AND scene = ? "
-                               f"AND photo_id IN ({marks})", [model, r.scene, *order]).fetchall())  # fmt: skip
+        kept = db.execute("SELECT photo_id, found FROM scene_checks WHERE model = ? AND scene = ?", [model, r.scene])
+        wanted = set(order)
+        seen = {pid: found for pid, found in kept.fetchall() if pid in wanted}
         calls = 0
         for pid in [p for p in order if p not in seen][: self.max_checks]:
             seen[pid], n = self.scene_check(self.emb.image(pid), r, context(pid))
