@@ -56,6 +56,9 @@ class VisionConfig:
     # from its own seed (`batch_rng`) by N worker processes (`trainer.prefetch`): other photos than 0's, the
     # same for every N. Worth it where cores are many and the tower trains on a GPU; on two cores it is not.
     workers: int = 0
+    # torch threads while the tower trains (0: the caller's, as in stage B). With rendering workers on two cores,
+    # 1 (`bench/stage_a.py`: 0.484 s a step with 1 thread and 2 workers, 0.672 with 2 threads and none).
+    threads: int = 0
 
 
 def token_targets(truth: PhotoTruth, grid: tuple[int, int], coverage: float) -> dict[str, list[int]]:
@@ -305,6 +308,9 @@ def train_vision(model: Any, proc: Any, config: VisionConfig, *, seed: int, phot
     def render(n: int, source: random.Random, compact: bool = False) -> list[_Photo]:
         return render_encoded(n, source, photo_size, proc, merge, config.coverage, compact=compact)
 
+    threads_before = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
     fresh = None  # workers start first: they render batches while the held-out photos render here
     if config.workers and not config.bank and config.steps:
         args = (seed, config.steps, config.batch, photo_size, proc, merge, config.coverage)
@@ -349,6 +355,7 @@ def train_vision(model: Any, proc: Any, config: VisionConfig, *, seed: int, phot
             if (step + 1) % config.log_every == 0:
                 log(json.dumps(row))
     finally:
+        torch.set_num_threads(threads_before)
         if fresh is not None:
             fresh.close()
     return {k: v.detach().cpu().clone() for k, v in visual.state_dict().items()}

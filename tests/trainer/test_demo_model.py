@@ -247,3 +247,18 @@ def test_stage_a_with_workers_trains_the_same_whatever_their_number(tmp_path):
     assert all(torch.equal(states[1][k], states[2][k]) for k in states[1])
     assert any(not torch.equal(states[0][k], states[1][k]) for k in states[0])  # workers draw other photos
     assert (tmp_path / "w2" / "vision_metrics.jsonl").read_text().count("held_acc_part") == 1
+
+
+def test_stage_a_trains_with_its_own_thread_count_and_gives_the_callers_back(tmp_path):
+    from transformers import AutoModelForImageTextToText
+
+    from trainer import demo_vision
+
+    init = dm.init_model(small(), tmp_path)
+    torch.set_num_threads(2)
+    seen = []
+    vc = VisionConfig(steps=2, batch=2, threads=1, log_every=1)
+    model, proc = AutoModelForImageTextToText.from_pretrained(init), dm.Encoder(init).proc
+    demo_vision.train_vision(model, proc, vc, seed=0, photo_size=96, bf16=False, run_dir=tmp_path,
+                             log=lambda _: seen.append(torch.get_num_threads()))  # fmt: skip
+    assert seen == [1, 1] and torch.get_num_threads() == 2
