@@ -99,12 +99,33 @@ _COUNT = re.compile(r"\bhow many\b", re.I)
 # "What does Bo look like?", "What colour is my mug?": about the concept itself, not its photos.
 _ABOUT = re.compile(r"^\s*(what|which|how|describe|tell me about)\b", re.I)
 _PHOTOS = re.compile(r"\b(photos?|pictures?|pics?|images?|shots?|show|find|list)\b", re.I)
-_SCENE = re.compile(
-    r"\b(?:at|on|in)\s+(?:the\s+|a\s+)?(beach|park|snow|kitchen|living room|bedroom|bathroom|garden|lake|sea|"
-    r"river|mountains?|forest|field|desert|city|street|home|office|restaurant|playground|grass|pool|party|night|"
-    r"sunset|dusk)\b",
+_PLACES = (
+    r"(beach|park|snow|kitchen|living room|bedroom|bathroom|garden|lake|sea|river|mountains?|forest|field|desert|"
+    r"city|street|home|office|restaurant|playground|grass|pool|party|night|sunset|dusk)"
+)
+_SCENE = re.compile(r"\b(?:at|on|in)\s+(?:the\s+|a\s+)?" + _PLACES + r"\b", re.I)
+# "beach photos", "photos of the snow", "pictures from the park": the place without its preposition.
+_SCENE_BARE = re.compile(
+    r"\b" + _PLACES + r"\s+(?:photos?|pictures?|pics?|images?|shots?)\b"
+    r"|\b(?:photos?|pictures?|pics?|images?|shots?)\s+(?:of|from)\s+(?:the\s+|a\s+)?" + _PLACES + r"\b",
     re.I,
 )
+# The preposition an answer and the yes/no check put before a place named without one.
+_AT = {"beach", "park", "lake", "sea", "river", "office", "restaurant", "playground", "pool", "party", "home",
+       "night", "sunset", "dusk"}  # fmt: skip
+_ON = {"grass", "street"}
+
+
+def _place(scene: str) -> str:
+    """A place as a sentence puts it (pure).
+
+    >>> _place("beach"), _place("street"), _place("kitchen"), _place("night"), _place("home")
+    ('at the beach', 'on the street', 'in the kitchen', 'at night', 'at home')
+    """
+    the = "" if scene in ("night", "sunset", "dusk", "home") else "the "
+    return f"{'at' if scene in _AT else 'on' if scene in _ON else 'in'} {the}{scene}"
+
+
 # Words an open answer may use for a scene instead of its own name ("Where was this photo taken?").
 _SCENE_WORDS = {
     "beach": ("beach", "shore", "seaside", "sand"),
@@ -147,7 +168,8 @@ def route(question: str, names: Sequence[str], *, has_photo: bool) -> Route:
     >>> r = route("How many photos from Sept 2024?", [], has_photo=False)
     >>> r.period(), r.when("from")
     ('2024-09', ' from September 2024')
-
+    >>> [route(q, [], has_photo=False).place for q in ("Show me the beach photos", "Pictures from the street")]
+    ['at the beach', 'on the street']
     """
     mentioned = tuple(find_concepts(question, names))
     if has_photo:
@@ -157,16 +179,18 @@ def route(question: str, names: Sequence[str], *, has_photo: bool) -> Route:
     intent = "last" if _LAST.search(question) else "first" if _FIRST.search(question) else "show"
     intent = "count" if intent == "show" and _COUNT.search(question) else intent
     scene = _SCENE.search(question)
+    bare = None if scene else _SCENE_BARE.search(question)
+    name = (scene.group(1) if scene else next(g for g in bare.groups() if g) if bare else "").lower() or None
     year = _YEAR.search(question)
-    if intent == "show" and not (scene or year) and _ABOUT.search(question) and not _PHOTOS.search(question):
+    if intent == "show" and not (name or year) and _ABOUT.search(question) and not _PHOTOS.search(question):
         intent = "about"
     return Route(
         "library",
         intent,
         mentioned,
-        scene.group(1).lower() if scene else None,
+        name,
         int(year.group(2)) if year else None,
-        " ".join(scene.group(0).lower().split()) if scene else None,
+        " ".join(scene.group(0).lower().split()) if scene else _place(name) if name else None,
         _month(year.group(1)) if year and year.group(1) else None,
     )
 
@@ -473,11 +497,12 @@ class Asker:
         note += scene_note
         if r.intent in ("last", "first"):
             t = rows[-1] if r.intent == "last" else rows[0]
+            said = " It is an unconfirmed suggestion (rrg review)." if t.status != "confirmed" else ""
             return Answer(
                 f"The {r.intent} photo of {names}{where}{when} was taken on {t.taken_at[:10]} "
-                f"(photo {t.photo_id}: {t.path}).{note}",
+                f"(photo {t.photo_id}: {t.path}).{said}{scene_note}",
                 [(t.photo_id, t.path)],
-                unsure,
+                bool(said) or bool(scene_note),
                 calls,
             )
         if r.intent == "count":

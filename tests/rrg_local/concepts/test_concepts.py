@@ -210,6 +210,8 @@ def test_library_questions_cite_tagged_photos(db, indexed, stores, model):
     assert last.citations == [(indexed("copies/bo1-again.jpg"), shown.citations[-1][1])] and "2023-06-01" in last.text
     first = asker.ask("When did I first see Bo?")
     assert first.citations == [shown.citations[0]] and first.text.startswith("The first photo of <Bo> was taken on ")
+    assert last.unsure and last.text.endswith(" It is an unconfirmed suggestion (rrg review).")  # that photo's own
+    assert not first.unsure and "suggestion" not in first.text  # a reference photo
     together = asker.ask("Photos of Bo and Grandma together")
     assert [pid for pid, _ in together.citations] == [indexed("refs/bo2.jpg")] and not together.unsure
     assert asker.ask("How many photos of bo in 2023?").text.startswith("3 photos of <Bo> in 2023")
