@@ -151,6 +151,10 @@ def test_ask_a_library_question_without_a_model(library):
         assert "1 photo of <Bo>" in answer and "bo1.jpg" in answer
         assert f"photos: {pid}" in answer
         assert "unconfirmed" in answer
+        await pilot.press(*"Photos from June 2024", "enter")  # no concept: the whole library, by capture date
+        await settle(pilot)
+        by_date = str(pilot.app.screen.query(Answer).last().content)
+        assert "\n2 photos from June 2024:\n" in by_date and "bo2.jpg" in by_date and "mug.jpg" not in by_date
 
     drive(RRGApp(settings), scenario)
 
