@@ -493,7 +493,9 @@ class Asker:
         if unconfirmed:
             n = len(unconfirmed)
             them = "is an unconfirmed suggestion" if n == 1 else "are unconfirmed suggestions"
-            note += f" {n} of them {them} (rrg review)."
+            every = n == len(rows)
+            lead = ("It" if n == 1 else "Both" if n == 2 else "All of them") if every else f"{n} of them"
+            note += f" {lead} {them} (rrg review)."
         note += scene_note
         if r.intent in ("last", "first"):
             t = rows[-1] if r.intent == "last" else rows[0]
