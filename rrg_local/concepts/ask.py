@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +144,7 @@ _WHO = re.compile(
 )
 MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
           "november", "december")  # fmt: skip
+_RELATIVE = re.compile(r"\b(this|last)\s+(year|month)\b", re.I)
 _YEAR = re.compile(
     r"\b(?:in|from|during)\s+(?:(jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec|"
     + "|".join(MONTHS)
@@ -151,8 +153,9 @@ _YEAR = re.compile(
 )
 
 
-def route(question: str, names: Sequence[str], *, has_photo: bool) -> Route:
-    """Decide what answers the question (pure).
+def route(question: str, names: Sequence[str], *, has_photo: bool, today: date | None = None) -> Route:
+    """Decide what answers the question (pure; "this year", "last month" are read against `today`, by default
+    the real one).
 
     >>> route("Is <Bo> in this photo?", ["Bo"], has_photo=True)
     Route(target='photo', intent='is_in', concepts=('Bo',), scene=None, year=None, place=None, month=None)
@@ -170,6 +173,9 @@ def route(question: str, names: Sequence[str], *, has_photo: bool) -> Route:
     ('2024-09', ' from September 2024')
     >>> [route(q, [], has_photo=False).place for q in ("Show me the beach photos", "Pictures from the street")]
     ['at the beach', 'on the street']
+    >>> asked = ("Bo this year", "Bo last year", "Photos from this month", "Bo last month", "When did I last see Bo?")
+    >>> [route(q, ["Bo"], has_photo=False, today=date(2025, 1, 9)).period() for q in asked]
+    ['2025', '2024', '2025-01', '2024-12', None]
     """
     mentioned = tuple(find_concepts(question, names))
     if has_photo:
@@ -182,17 +188,33 @@ def route(question: str, names: Sequence[str], *, has_photo: bool) -> Route:
     bare = None if scene else _SCENE_BARE.search(question)
     name = (scene.group(1) if scene else next(g for g in bare.groups() if g) if bare else "").lower() or None
     year = _YEAR.search(question)
-    if intent == "show" and not (name or year) and _ABOUT.search(question) and not _PHOTOS.search(question):
+    number, month = (int(year.group(2)), _month(year.group(1)) if year.group(1) else None) if year else (None, None)
+    if not year and (relative := _RELATIVE.search(question)):
+        number, month = _relative(relative.group(1).lower(), relative.group(2).lower(), today or date.today())
+    if intent == "show" and not (name or number) and _ABOUT.search(question) and not _PHOTOS.search(question):
         intent = "about"
     return Route(
         "library",
         intent,
         mentioned,
         name,
-        int(year.group(2)) if year else None,
+        number,
         " ".join(scene.group(0).lower().split()) if scene else _place(name) if name else None,
-        _month(year.group(1)) if year and year.group(1) else None,
+        month,
     )
+
+
+def _relative(which: str, unit: str, today: date) -> tuple[int, int | None]:
+    """("this" / "last", "year" / "month") -> (year, month or None) seen from `today` (pure).
+
+    >>> _relative("last", "month", date(2025, 1, 9)), _relative("this", "year", date(2025, 1, 9))
+    ((2024, 12), (2025, None))
+    """
+    back = which == "last"
+    if unit == "year":
+        return today.year - back, None
+    index = today.year * 12 + today.month - 1 - back
+    return index // 12, index % 12 + 1
 
 
 def _month(word: str) -> int:

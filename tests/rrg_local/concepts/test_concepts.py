@@ -1,5 +1,6 @@
 """Concepts end to end on real SQLite and the real (tiny) llama.cpp model."""
 
+import datetime
 import re
 
 import pytest
@@ -243,6 +244,8 @@ def test_questions_naming_no_concept_are_about_the_whole_library(db, indexed, st
     by_year = Asker(store, None, None).ask("How many photos from 2023?")  # capture dates only: no model needed
     assert by_year.text.startswith(f"{photos} photos from 2023") and by_year.vlm_calls == 0
     assert Asker(store, None, None).ask("Show me photos from 2019").text == "I found no photos from 2019."
+    this_year = datetime.date.today().year  # the fixture's photos are from 2023
+    assert Asker(store, None, None).ask("Photos from this year").text == f"I found no photos from {this_year}."
     june = db.execute("SELECT id FROM photos WHERE taken_at LIKE '2023-06-%' ORDER BY taken_at, id").fetchall()
     in_june = Asker(store, None, None).ask("Show me photos from June 2023")
     assert len(june) >= 2 and [pid for pid, _ in in_june.citations] == [r[0] for r in june]
