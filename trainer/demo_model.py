@@ -84,7 +84,8 @@ class DemoConfig:
     micro_batches: int = 2  # the batch, sorted by length, in this many passes (less padding, same gradient)
     bf16: bool = True  # autocast: 1.75x faster on this CPU (AVX512-BF16), loss equal to 1e-5
     # `trainer.fast_vision`: the tower's patch embedding as a matrix product, its attention batched over photos
-    # of one size, the math SDPA kernel on a CPU; stages A and B 2-5x faster there (`bench/fast_forwards.py`).
+    # of one size, the math SDPA kernel on a CPU: a stage-A step 2.5-3.6x and a B step 1.1-1.2x faster there
+    # (`bench/fast_forwards.py`, `bench/stage_a.py --stock`).
     # The same model up to float rounding; false reproduces the shipped build's summation order bit for bit.
     fast_forwards: bool = True
     device: str = "cpu"  # where the model trains ("cuda" on a GPU machine); the photos render on the CPU

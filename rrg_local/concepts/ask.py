@@ -258,6 +258,20 @@ def _suggested(tag: Tag) -> str:
     return f"auto-tagging suggested <{tag.concept}> here ({score}{sure}not confirmed: rrg review)"
 
 
+def _dated(subject: str, photo_id: int, taken_at: str, path: str | None) -> str:
+    """A first / last answer: `subject` and when and which photo (pure).
+
+    >>> _dated("The last photo of <Bo>", 7, "2024-05-01T10:00:00", "a.jpg")
+    'The last photo of <Bo> was taken on 2024-05-01 (photo 7: a.jpg).'
+    """
+    return f"{subject} was taken on {taken_at[:10]} (photo {photo_id}: {path})."
+
+
+def _line(photo_id: int, taken_at: str, path: str | None) -> str:
+    """One photo of a listed answer: id, day, path (pure)."""
+    return f"  {photo_id:>6}  {taken_at[:10]}  {path}"
+
+
 def _text(c: Concept) -> prompts.ConceptText:
     return prompts.ConceptText(c.name, c.category, c.coarse, c.detailed)
 
@@ -475,12 +489,11 @@ class Asker:
         cites = [(p["id"], p["path"]) for p in photos]
         if r.intent in ("last", "first"):
             p = photos[-1] if r.intent == "last" else photos[0]
-            day = p["taken_at"][:10]
-            text = f"The {r.intent} photo{place}{when} was taken on {day} (photo {p['id']}: {p['path']})."
+            text = _dated(f"The {r.intent} photo{place}{when}", p["id"], p["taken_at"], p["path"])
             return Answer(text + note, [(p["id"], p["path"])], bool(note), calls)
         if r.intent == "count":
             return Answer(f"{count(len(photos), 'photo')}{place}{when}.{note}", cites, bool(note), calls)
-        listing = "\n".join(f"  {p['id']:>6}  {p['taken_at'][:10]}  {p['path']}" for p in photos)
+        listing = "\n".join(_line(p["id"], p["taken_at"], p["path"]) for p in photos)
         return Answer(f"{count(len(photos), 'photo')}{place}{when}:{note}\n{listing}", cites, bool(note), calls)
 
     def _about_library(self, r: Route, mentioned: list[Concept]) -> Answer:
@@ -523,8 +536,9 @@ class Asker:
             t = rows[-1] if r.intent == "last" else rows[0]
             said = " It is an unconfirmed suggestion (rrg review)." if t.status != "confirmed" else ""
             return Answer(
-                f"The {r.intent} photo of {names}{where}{when} was taken on {t.taken_at[:10]} "
-                f"(photo {t.photo_id}: {t.path}).{said}{scene_note}",
+                _dated(f"The {r.intent} photo of {names}{where}{when}", t.photo_id, t.taken_at, t.path)
+                + said
+                + scene_note,
                 [(t.photo_id, t.path)],
                 bool(said) or bool(scene_note),
                 calls,
@@ -532,7 +546,7 @@ class Asker:
         if r.intent == "count":
             return Answer(f"{count(len(rows), 'photo')} of {names}{where}{when}.{note}", cites, unsure, calls)
         listing = "\n".join(
-            f"  {t.photo_id:>6}  {t.taken_at[:10]}  {t.path}"
+            _line(t.photo_id, t.taken_at, t.path)
             + (
                 ""
                 if t.status == "confirmed"
