@@ -1,11 +1,13 @@
 """Which differences does the yes/no listener see? The demo model's P(Yes) by kind of negative, through llama.cpp.
 
-Run: `.venv/bin/python bench/listener_probe.py [--concepts 60] [--model-dir DIR]`. For held-out concepts
-(`trainer.demo_tasks.listener_probes`), the world's complete description is put to the shipped base model (the
-frozen listener of `bench/rrg_effect.py`, as `rrg_local.vlm.tasks.recognize` asks it) with a photo of the
-concept itself, of each look-alike (the same object, one attribute changed), of another object of its category
-and of one of another category. Printed per kind: the mean P(Yes) and the AUC of positives against that kind
-(0.5: the listener does not see that difference; 1.0: it always ranks the right photo higher).
+Run: `.venv/bin/python bench/listener_probe.py [--concepts 60] [--model-dir DIR | --hf RUN/listener/hf]`.
+For held-out concepts (`trainer.demo_tasks.listener_probes`), the world's complete description is put to the
+shipped base model (the frozen listener of `bench/rrg_effect.py`, as `rrg_local.vlm.tasks.recognize` asks
+it) with a photo of the concept itself, of each look-alike (the same object, one attribute changed), of
+another object of its category and of one of another category. Printed per kind: the mean P(Yes) and the AUC
+of positives against that kind (0.5: the listener does not see that difference; 1.0: it always ranks the
+right photo higher). `--hf` asks a demo build's HF folder instead (bf16, the same prompt and photos, P(Yes)
+read at the answer's decision token): a phase measured before it is exported.
 """
 
 from __future__ import annotations
@@ -36,25 +38,33 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=777)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--model-dir", type=Path, default=MODEL_DIR)
+    ap.add_argument("--hf", type=Path, help="a demo build's HF folder (RUN/listener/hf) instead of GGUF files")
     args = ap.parse_args()
 
-    model = shipped_model(args.model_dir)
     rng = random.Random(args.seed)
     probes = listener_probes(rng, args.concepts)
     p_yes: dict[str, list[float]] = defaultdict(list)
-    backend = GGUFBackend.open(model.text, model.mmproj, image_max_tokens=model.image_max_tokens)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            for i, probe in enumerate(probes):
-                img, _ = render_photo([probe.shown], rng.choice(SCENES), rng, args.size)
-                path = Path(tmp) / f"{i:05d}.jpg"
-                img.save(path, "JPEG", quality=90)
-                text = replace(probe.description.text(), name="Bo", category=probe.described.category)
-                p_yes[probe.kind].append(backend.p_yes(path, text))
-    finally:
-        backend.close()
+    with tempfile.TemporaryDirectory() as tmp:
+        paths, texts = [], []
+        for i, probe in enumerate(probes):
+            img, _ = render_photo([probe.shown], rng.choice(SCENES), rng, args.size)
+            paths.append(Path(tmp) / f"{i:05d}.jpg")
+            img.save(paths[-1], "JPEG", quality=90)
+            texts.append(replace(probe.description.text(), name="Bo", category=probe.described.category))
+        if args.hf:
+            name, values = str(args.hf), hf_p_yes(args.hf, paths, texts)
+        else:
+            model = shipped_model(args.model_dir)
+            name, values = model.text.name, []
+            backend = GGUFBackend.open(model.text, model.mmproj, image_max_tokens=model.image_max_tokens)
+            try:
+                values = [backend.p_yes(path, text) for path, text in zip(paths, texts, strict=True)]
+            finally:
+                backend.close()
+    for probe, value in zip(probes, values, strict=True):
+        p_yes[probe.kind].append(value)
     positives = p_yes.pop("positive")
-    print(f"listener: {model.text.name}, {args.concepts} held-out concepts, P(Yes) on their own photos "
+    print(f"listener: {name}, {args.concepts} held-out concepts, P(Yes) on their own photos "
           f"{sum(positives) / len(positives):.3f}")  # fmt: skip
     print(f"| {'photo shows':<22} | {'n':>4} | {'mean P(Yes)':>11} | {'AUC vs own photo':>16} |")
     print(f"|{'-' * 24}|{'-' * 6}|{'-' * 13}|{'-' * 18}|")
@@ -63,6 +73,38 @@ def main() -> int:
         print(f"| {kind:<22} | {len(values):>4} | {sum(values) / len(values):>11.3f} | "
               f"{auc(positives, values):>16.3f} |")  # fmt: skip
     return 0
+
+
+def hf_p_yes(hf: Path, paths: list[Path], texts: list, batch_size: int = 32) -> list[float]:
+    """P(Yes) of a demo build's HF model for each photo and concept text, the runtime's recognition prompt."""
+    import torch
+    from PIL import Image
+
+    from rrg_local.vlm import prompts
+    from trainer.demo_model import forward, open_hf, score
+    from trainer.demo_tasks import REF, Sample
+
+    model, encoder = open_hf(hf)
+    model.eval()
+    out: list[float] = []
+    with torch.no_grad():
+        for i in range(0, len(paths), batch_size):
+            samples = [
+                Sample(
+                    "recognition",
+                    prompts.recognition(REF, text),
+                    Image.open(path).convert("RGB"),
+                    ('{"Answer": "', "Yes", '"}'),
+                    1,
+                    ("Yes", "No"),
+                    0,
+                )  # fmt: skip
+                for path, text in zip(paths[i : i + batch_size], texts[i : i + batch_size], strict=True)
+            ]
+            batch = encoder(samples, model)
+            logits, _ = forward(model, batch, bf16=True)
+            out += [row["p_first"] for row in score(samples, batch, logits, encoder)]
+    return out
 
 
 if __name__ == "__main__":

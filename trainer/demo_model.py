@@ -81,6 +81,13 @@ class DemoConfig:
     # a positive recognition sample (whose prompt's description is also a target, ~25 tokens) weighs its Yes
     # ~5x less than a negative its No: the listener's prior fell to P(Yes) ~0.24 on balanced data.
     decision_apart: bool = False
+    # Recognition also trains, at each word of the prompt's description that names an attribute, the Yes/No
+    # that layer `match_layer`'s output reads there (through the final norm and output head): is this word true
+    # of the photo (`demo_tasks.word_checks`)? The decision then has to find a No among the words, not learn
+    # every comparison through one token (where every B2 without it stayed at chance but for colour and
+    # category). This many times the mean over a sample's words; 0: off (the shipped recipe).
+    match_weight: float = 0.0
+    match_layer: int = 2
     micro_batches: int = 2  # the batch, sorted by length, in this many passes (less padding, same gradient)
     bf16: bool = True  # autocast: 1.75x faster on this CPU (AVX512-BF16), loss equal to 1e-5
     # `trainer.fast_vision`: the tower's patch embedding as a matrix product, its attention batched over photos
@@ -167,30 +174,42 @@ class Encoder:
     def ids(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False).input_ids
 
-    def prompt_ids(self, sample, n_image: int) -> tuple[list[int], list[int]]:
+    def prompt_ids(self, sample, n_image: int) -> tuple[list[int], list[int], list[tuple[int, bool]]]:
         """The prompt's token ids and labels: -100, except on `sample.prompt_spans` (text of the prompt that is
         also a target, tokenized on its own; spans start with a space and end before a newline, where the
-        tokenizer splits anyway, so the ids are those of the whole prompt)."""
+        tokenizer splits anyway, so the ids are those of the whole prompt); and `sample.checks` as (position
+        of the word's last token, whether the word is true of the photo)."""
         from trainer.grpo import hf_chat
 
         text = self.tok.apply_chat_template(hf_chat(sample.messages), tokenize=False, add_generation_prompt=True)
         text = text.replace("<|image_pad|>", "<|image_pad|>" * n_image)
+        start = text.rfind("<|vision_end|>")
+        checks_text = getattr(sample, "checks_text", "")
+        anchor = text.find(checks_text, start) if checks_text else -1
+        ends = {anchor + b - 1: ok for a, b, ok in sample.checks} if anchor >= 0 else {}
         ids: list[int] = []
         labels: list[int] = []
-        start = text.rfind("<|vision_end|>")
+        checks: list[tuple[int, bool]] = []
+        base = 0  # where `text` (what is left to tokenize) starts in the whole prompt
+
+        def add(piece: str, offset: int, trained: bool) -> None:
+            enc = self.tok(piece, add_special_tokens=False, return_offsets_mapping=bool(ends))
+            for i, (a, b) in enumerate(enc.offset_mapping if ends else ()):
+                for char in range(offset + a, offset + b):
+                    if char in ends:
+                        checks.append((len(ids) + i, ends.pop(char)))
+            ids.extend(enc.input_ids)
+            labels.extend(enc.input_ids if trained else [-100] * len(enc.input_ids))
+
         for span in getattr(sample, "prompt_spans", ()):
             at = text.find(span, start)
             if at < 0:
                 continue
-            head = self.ids(text[:at])
-            ids += head
-            labels += [-100] * len(head)
-            body = self.ids(span)
-            ids += body
-            labels += body
-            text, start = text[at + len(span) :], 0
-        tail = self.ids(text)
-        return ids + tail, labels + [-100] * len(tail)
+            add(text[:at], base, False)
+            add(span, base + at, True)
+            text, start, base = text[at + len(span) :], 0, base + at + len(span)
+        add(text, base, False)
+        return ids, labels, checks
 
     def __call__(self, samples: Sequence, model: Any) -> dict:
         """input_ids, attention_mask, labels (-100 outside answers), pixel_values, image_grid_thw; plus
@@ -199,9 +218,10 @@ class Encoder:
 
         px = self.proc(images=[s.image for s in samples], return_tensors="pt")
         merge = model.config.vision_config.spatial_merge_size
-        rows, labels, decisions = [], [], []
+        rows, labels, decisions, checks = [], [], [], []
         for sample, thw in zip(samples, px["image_grid_thw"], strict=True):
-            ids, lab = self.prompt_ids(sample, int(thw.prod()) // merge**2)
+            ids, lab, checked = self.prompt_ids(sample, int(thw.prod()) // merge**2)
+            checks.append(checked)
             decision = -1
             for i, seg in enumerate(sample.segments):
                 if i == sample.decision:
@@ -232,34 +252,63 @@ class Encoder:
 
         if _takes_mm_token_types(model):
             inputs["mm_token_type_ids"] = (input_ids == model.config.image_token_id).long()
-        return {"inputs": inputs, "labels": label_t, "decisions": decisions}
+        yes_no = (self.ids("Yes")[0], self.ids("No")[0])
+        return {"inputs": inputs, "labels": label_t, "decisions": decisions, "checks": checks, "yes_no": yes_no}
 
 
-def forward(model: Any, batch: dict, *, bf16: bool) -> tuple[Any, Any]:
+def forward(model: Any, batch: dict, *, bf16: bool, hidden: bool = False) -> tuple:
     """`batch` (an `Encoder` output) through `model` where it is (CPU or GPU, bf16 autocast if asked): the logits
-    and the labels shifted to line up with them, both on the model's device."""
+    and the labels shifted to line up with them, both on the model's device; `hidden`: also every layer's
+    hidden states (index 0 the embeddings)."""
     import torch
 
     dev = model.device
     with attention_kernel(model), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-        logits = model(**{k: v.to(dev) for k, v in batch["inputs"].items()}).logits
-    return logits, batch["labels"][:, 1:].to(dev)
+        out = model(**{k: v.to(dev) for k, v in batch["inputs"].items()}, output_hidden_states=hidden)
+    labels = batch["labels"][:, 1:].to(dev)
+    return (out.logits, labels, out.hidden_states) if hidden else (out.logits, labels)
+
+
+def check_logits(model: Any, batch: dict, hidden: Sequence, layer: int) -> tuple[Any, Any, list[int]]:
+    """The Yes/No logits that layer `layer`'s output reads at each checked word (`Sample.checks`), through the
+    model's final norm and output head; the targets (0: Yes, the word is true of the photo; 1: No) and each
+    check's sample index."""
+    import torch
+
+    rows, cols, targets = [], [], []
+    for i, checks in enumerate(batch.get("checks", ())):
+        for pos, ok in checks:
+            rows.append(i)
+            cols.append(pos)
+            targets.append(0 if ok else 1)
+    states = hidden[layer][torch.tensor(rows, dtype=torch.long), torch.tensor(cols, dtype=torch.long)]
+    logits = model.lm_head(model.model.language_model.norm(states))[:, list(batch["yes_no"])]
+    return logits.float(), torch.tensor(targets, device=logits.device), rows
 
 
 def answer_loss(
-    model: Any, batch: dict, *, bf16: bool = False, decision_weight: float = 1.0, decision_apart: bool = False
+    model: Any,
+    batch: dict,
+    *,
+    bf16: bool = False,
+    decision_weight: float = 1.0,
+    decision_apart: bool = False,
+    match_weight: float = 0.0,
+    match_layer: int = 2,
 ) -> tuple[Any, Any]:
     """Per-sample weighted mean cross-entropy over answer tokens, shape (batch,), and the logits.
 
     Per sample, not per token: a yes/no answer (a handful of tokens) weighs as much as a 40-token description;
     within a sample the decision token (the option the runtime's `Choose` reads) counts `decision_weight` times,
     or, `decision_apart`, its cross-entropy times `decision_weight` is added to the mean of the other tokens (so
-    it weighs the same however long the rest of the answer is).
+    it weighs the same however long the rest of the answer is). `match_weight`: each recognition sample also
+    adds that times the mean cross-entropy of its word checks (`check_logits` at `match_layer`).
     """
     import torch
     import torch.nn.functional as F
 
-    logits, labels = forward(model, batch, bf16=bf16)
+    checked = match_weight > 0 and any(batch.get("checks", ()))
+    logits, labels, *hidden = forward(model, batch, bf16=bf16, hidden=checked)
     token = F.cross_entropy(
         logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="none"
     ).view(labels.shape)
@@ -272,6 +321,13 @@ def answer_loss(
                 apart[i] = decision_weight * token[i, pos]
             else:
                 weights[i, pos] = decision_weight
+    if checked:
+        check, target, rows = check_logits(model, batch, hidden[0], match_layer)
+        ce = F.cross_entropy(check, target, reduction="none")
+        index = torch.tensor(rows, device=ce.device)
+        total = torch.zeros(labels.shape[0], device=ce.device).index_add(0, index, ce)
+        count = torch.zeros(labels.shape[0], device=ce.device).index_add(0, index, torch.ones_like(ce))
+        apart = apart + match_weight * total / count.clamp(min=1)
     return (token * weights).sum(1) / weights.sum(1).clamp(min=1) + apart, logits
 
 
@@ -335,21 +391,27 @@ def answer_logliks(
 
 
 def evaluate(
-    model: Any, encoder: Encoder, samples: Sequence, batch_size: int = 32, *, bf16: bool = False
+    model: Any, encoder: Encoder, samples: Sequence, batch_size: int = 32, *, bf16: bool = False, match_layer: int = 2
 ) -> dict[str, float]:
     """Held-out metrics: speaker/question token accuracy, recognition accuracy on positives and negatives
     (weighted: their mean) and the AUC of its P(Yes) (what a per-concept cut can make of it, whatever the
-    bias), identification accuracy."""
+    bias), identification accuracy; `check_auc`: the AUC of the Yes/No read at the described words
+    (`check_logits` at `match_layer`), true words against false ones."""
     import torch
 
-    rows = []
+    rows, true_words, false_words = [], [], []
     model.eval()
     with torch.no_grad():
         for i in range(0, len(samples), batch_size):
             chunk = samples[i : i + batch_size]
             batch = encoder(chunk, model)
-            _, logits = answer_loss(model, batch, bf16=bf16)
+            logits, _, hidden = forward(model, batch, bf16=bf16, hidden=True)
             rows += score(chunk, batch, logits, encoder)
+            if any(batch["checks"]) and match_layer < len(hidden):
+                check, target, _ = check_logits(model, batch, hidden, match_layer)
+                p_yes = torch.softmax(check, -1)[:, 0].tolist()
+                for p, t in zip(p_yes, target.tolist(), strict=True):
+                    (false_words if t else true_words).append(p)
     model.train()
 
     def mean(values: list[float]) -> float:
@@ -365,6 +427,7 @@ def evaluate(
         "recognition_neg": neg,
         "recognition_weighted": round((pos + neg) / 2, 4),
         "recognition_auc": auc([r["p_first"] for r in pos_rows], [r["p_first"] for r in neg_rows]),
+        "check_auc": auc(true_words, false_words),
         "identification": mean([r["correct"] for r in rows if r["task"] == "identification"]),
     }
 
@@ -551,6 +614,8 @@ def pretrain(config: DemoConfig, run_dir: Path, *, log: Any = print, stop_after:
                     bf16=config.bf16,
                     decision_weight=config.decision_weight,
                     decision_apart=config.decision_apart,
+                    match_weight=config.match_weight,
+                    match_layer=config.match_layer,
                 )
                 part = per_sample.sum() / len(samples)  # the batch mean, whatever the chunking
                 part.backward()
@@ -568,7 +633,7 @@ def pretrain(config: DemoConfig, run_dir: Path, *, log: Any = print, stop_after:
             }
             out_of_time = bool(config.time_limit_s) and elapsed > config.time_limit_s
             if step % config.eval_every == 0 or step == config.steps or out_of_time:
-                row.update(evaluate(model, encoder, held_out, bf16=config.bf16))
+                row.update(evaluate(model, encoder, held_out, bf16=config.bf16, match_layer=config.match_layer))
                 log(json.dumps(row))
             with metrics.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")

@@ -17,9 +17,11 @@ use only them.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import io
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -77,6 +79,7 @@ class Description:
     coarse: str
     detailed: str
     named: frozenset[str]
+    clauses: tuple[str, ...] = CLAUSES  # the clauses `detailed` says, in order
 
     def text(self) -> ConceptText:
         return ConceptText("", "", self.coarse, self.detailed)
@@ -109,12 +112,23 @@ def context_phrase(truth: PhotoTruth | None, concept: Concept, rng: random.Rando
 
 def describe(concept: Concept, rng: random.Random, *, style: str, truth: PhotoTruth | None = None) -> Description:
     """A description of `concept` in `style` ("complete" or "casual"), naming what `named` says."""
-    name = f"{concept.colour} {concept.category}"
-    coarse = f"A photo of {_article(concept.colour)} {name}."
     clauses = list(CLAUSES)
     if style == "casual":
         rng.shuffle(clauses)
         clauses = sorted(clauses[: rng.choice((1, 2, 2))], key=CLAUSES.index)
+    detailed = _detailed(concept, clauses)
+    if style == "casual":
+        detailed += " " + context_phrase(truth, concept, rng)
+    named = {"category", "colour"}.union(*(clause_attributes(concept, c) for c in clauses))
+    return Description(_coarse(concept), detailed + ".", frozenset(named), tuple(clauses))
+
+
+def _coarse(concept: Concept) -> str:
+    return f"A photo of {_article(concept.colour)} {concept.colour} {concept.category}."
+
+
+def _detailed(concept: Concept, clauses: Sequence[str]) -> str:
+    """The detailed sentence's clauses about `concept`, without context and without the final period."""
     phrases = []
     for clause in clauses:
         if clause == "surface":
@@ -127,11 +141,37 @@ def describe(concept: Concept, rng: random.Random, *, style: str, truth: PhotoTr
     verb = "is" if phrases[0] == "plain" else "has"
     if phrases[0] == "plain" and len(phrases) > 1:
         body = "plain with " + (phrases[1] if len(phrases) == 2 else ", ".join(phrases[1:-1]) + " and " + phrases[-1])
-    detailed = f"The {name} {verb} {body}"
-    if style == "casual":
-        detailed += " " + context_phrase(truth, concept, rng)
-    named = {"category", "colour"}.union(*(clause_attributes(concept, c) for c in clauses))
-    return Description(coarse, detailed + ".", frozenset(named))
+    return f"The {concept.colour} {concept.category} {verb} {body}"
+
+
+_FUNCTION_WORDS = frozenset({"a", "an", "and", "with", "the", "has", "is", "of", "photo", "mark"})
+
+
+def word_checks(described: Concept, desc: Description, shown: Concept) -> tuple[tuple[int, int, bool], ...]:
+    """Per word of `desc` that says something of the object (a colour, the category, a pattern, a part, a mark):
+    its character span in `desc.text().description()` and whether it is true of `shown`, i.e. whether the same
+    clauses said of `shown` have that word where it stands. The context a casual description ends with is not
+    checked. What the listener's decision is made of, one word at a time (`DemoConfig.match_weight`).
+
+    >>> mug = Concept("mug", "red", "blue", "stripes", "square", "star")
+    >>> desc = describe(mug, random.Random(0), style="complete")
+    >>> text = desc.text().description()
+    >>> [(text[a:b], ok) for a, b, ok in word_checks(mug, desc, replace(mug, part="round"))][:6]
+    [('red', True), ('mug', True), ('red', True), ('mug', True), ('blue', True), ('stripes', True)]
+    >>> [text[a:b] for a, b, ok in word_checks(mug, desc, replace(mug, part='round')) if not ok]
+    ['square']
+    """
+    said = f"{desc.coarse} {_detailed(described, desc.clauses)}"
+    true = f"{_coarse(shown)} {_detailed(shown, desc.clauses)}"
+    words = list(re.finditer(r"[a-z]+", said.lower()))
+    other = re.findall(r"[a-z]+", true.lower())
+    agree = [False] * len(words)
+    matcher = difflib.SequenceMatcher(None, [m.group() for m in words], other, autojunk=False)
+    for block in matcher.get_matching_blocks():
+        for i in range(block.a, block.a + block.size):
+            agree[i] = True
+    return tuple((m.start(), m.end(), ok) for m, ok in zip(words, agree, strict=True)
+                 if m.group() not in _FUNCTION_WORDS)  # fmt: skip
 
 
 def consistent(described: Concept, named: frozenset[str], seen: Concept) -> bool:
@@ -168,6 +208,9 @@ class Sample:
     options: tuple[str, ...] = ()
     label: int = -1
     prompt_spans: tuple[str, ...] = ()  # prompt text also trained on (a true description of the photo)
+    # Recognition: the description as the prompt has it, and `word_checks` over it (spans within that text).
+    checks_text: str = ""
+    checks: tuple[tuple[int, int, bool], ...] = ()
 
     @property
     def target(self) -> str:
@@ -251,9 +294,11 @@ def _recognition(rng, concept, desc, img, truth, shown, p_reasoning) -> Sample:
     # wrong word surprising, which the answer can then read (without it the yes/no role was not learned).
     # (The final period stays in the prompt's text: the tokenizer joins it with the newline after it.)
     spans = (" " + text.description().rstrip("."),) if answer == "Yes" and shown is not None else ()
+    checks = word_checks(concept, desc, shown) if shown is not None else ()
     return Sample(
-        "recognition", prompts.recognition(REF, text), img, segments, at, ("Yes", "No"), int(answer == "No"), spans
-    )
+        "recognition", prompts.recognition(REF, text), img, segments, at, ("Yes", "No"), int(answer == "No"), spans,
+        text.description(), checks,
+    )  # fmt: skip
 
 
 def recognition_pairs(

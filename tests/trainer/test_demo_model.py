@@ -262,3 +262,37 @@ def test_stage_a_trains_with_its_own_thread_count_and_gives_the_callers_back(tmp
     demo_vision.train_vision(model, proc, vc, seed=0, photo_size=96, bf16=False, run_dir=tmp_path,
                              log=lambda _: seen.append(torch.get_num_threads()))  # fmt: skip
     assert seen == [1, 1] and torch.get_num_threads() == 2
+
+
+def test_word_checks_are_read_at_the_described_words_and_add_their_mean(tmp_path):
+    """Each checked word's position holds that word's last token; a look-alike pair differs in exactly the
+    checks of the changed attribute; `match_weight` adds weight x the mean check cross-entropy to recognition
+    samples and nothing to others."""
+    import torch.nn.functional as F
+    from transformers import AutoModelForImageTextToText
+
+    init = dm.init_model(small(), tmp_path)
+    model = AutoModelForImageTextToText.from_pretrained(init)
+    enc = dm.Encoder(init)
+    rng = random.Random(1)
+    samples = [s for _ in range(4) for s in dm.demo_tasks.recognition_pairs(rng, size=96, hard=1.0)]
+    samples.append(dm.demo_tasks.speaker_sample(rng, size=96))
+    batch = enc(samples, model)
+    for i, s in enumerate(samples[:-1]):
+        ids = batch["inputs"]["input_ids"][i].tolist()
+        assert len(batch["checks"][i]) == len(s.checks) > 0
+        for (pos, ok), (a, b, ok_word) in zip(batch["checks"][i], s.checks, strict=True):
+            token = enc.tok.decode([ids[pos]]).strip()
+            assert token and s.checks_text[a:b].endswith(token) and ok == ok_word
+        assert all(ok for _, ok in batch["checks"][i]) == (s.label == 0)  # a No has a false word, a Yes none
+    assert batch["checks"][-1] == []
+    plain, _ = dm.answer_loss(model, batch)
+    checked, _ = dm.answer_loss(model, batch, match_weight=2.0, match_layer=1)
+    logits, _, hidden = dm.forward(model, batch, bf16=False, hidden=True)
+    check, target, rows = dm.check_logits(model, batch, hidden, 1)
+    ce = F.cross_entropy(check, target, reduction="none")
+    for i in range(len(samples)):
+        mine = [c for c, r in zip(ce, rows, strict=True) if r == i]
+        extra = 2.0 * torch.stack(mine).mean() if mine else torch.tensor(0.0)
+        assert torch.allclose(checked[i], plain[i] + extra, atol=1e-5)
+    assert checked[-1] == plain[-1]
