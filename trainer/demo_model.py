@@ -713,7 +713,9 @@ def plot_curves(run_dir: Path) -> Path | None:
     b.set_xlabel("step")
     b.set_yscale("log")
     for key in ("speaker_token_acc", "question_token_acc", "recognition_pos", "recognition_neg",
-                "recognition_weighted", "recognition_auc", "identification"):  # fmt: skip
+                "recognition_weighted", "recognition_auc", "check_auc", "identification"):  # fmt: skip
+        if not any(key in r for r in evals):
+            continue
         c.plot([r["step"] for r in evals], [r.get(key, float("nan")) for r in evals], label=key, marker=".")
     c.set_xlabel("step")
     c.set_ylim(0, 1)
