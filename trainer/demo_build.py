@@ -35,9 +35,9 @@ class BuildConfig:
     """The build beyond pre-training: the RRG stage's benchmark and run settings."""
 
     # Stage A for 5000 steps with the part head over (category, part) pairs (its tower sees patterns and marks:
-    # held out 0.73 / 0.83, against 0.39 / 0.46 after the earlier build's 1000), rendered by 2 workers while the
-    # tower trains on 1 thread; B1 and B2 with the word checks (`DemoConfig.match_weight`), without which no B2
-    # on a tower that sees more made a yes/no listener.
+    # held out 0.73 / 0.83; the earlier build's 1000 steps ended at 0.39 / 0.46 on its training batches), rendered
+    # by 2 workers while the tower trains on 1 thread; B1 and B2 with the word checks (`DemoConfig.match_weight`),
+    # without which no B2 on a tower that sees more made a yes/no listener.
     pretrain: DemoConfig = DemoConfig(
         vision=VisionConfig(steps=5000, held_out=512, log_every=250, part_by_category=True, workers=2, threads=1),
         match_weight=1.0,

@@ -85,7 +85,8 @@ class DemoConfig:
     # that layer `match_layer`'s output reads there (through the final norm and output head): is this word true
     # of the photo (`demo_tasks.word_checks`)? The decision then has to find a No among the words, not learn
     # every comparison through one token (where every B2 without it stayed at chance but for colour and
-    # category). This many times the mean over a sample's words; 0: off (the shipped recipe).
+    # category). This many times the mean over a sample's words; 0: off (the previous model's recipe; the build
+    # sets 1 for B1 and B2, `demo_build.BuildConfig`).
     match_weight: float = 0.0
     match_layer: int = 2
     micro_batches: int = 2  # the batch, sorted by length, in this many passes (less padding, same gradient)
