@@ -30,9 +30,11 @@ from PIL import Image
 from rrg_local.demo.attributes import (
     ATTRIBUTES,
     CATEGORIES,
+    CLAUSES,
     Concept,
     _article,
-    _part_phrase,
+    coarse_sentence,
+    detailed_sentence,
     lookalikes,
     random_concept,
 )
@@ -54,8 +56,6 @@ SCENE_PHRASES = {
     "living room": "in the living room",
     "street": "on the street",
 }
-# The attributes a description clause names (colour and category are always named by the coarse part).
-CLAUSES = ("surface", "part", "mark")
 HOLD_OUT_MOD = 8
 
 
@@ -116,32 +116,11 @@ def describe(concept: Concept, rng: random.Random, *, style: str, truth: PhotoTr
     if style == "casual":
         rng.shuffle(clauses)
         clauses = sorted(clauses[: rng.choice((1, 2, 2))], key=CLAUSES.index)
-    detailed = _detailed(concept, clauses)
+    detailed = detailed_sentence(concept, clauses)
     if style == "casual":
         detailed += " " + context_phrase(truth, concept, rng)
     named = {"category", "colour"}.union(*(clause_attributes(concept, c) for c in clauses))
-    return Description(_coarse(concept), detailed + ".", frozenset(named), tuple(clauses))
-
-
-def _coarse(concept: Concept) -> str:
-    return f"A photo of {_article(concept.colour)} {concept.colour} {concept.category}."
-
-
-def _detailed(concept: Concept, clauses: Sequence[str]) -> str:
-    """The detailed sentence's clauses about `concept`, without context and without the final period."""
-    phrases = []
-    for clause in clauses:
-        if clause == "surface":
-            phrases.append("plain" if concept.pattern == "plain" else f"{concept.secondary} {concept.pattern}")
-        elif clause == "part":
-            phrases.append(_part_phrase(concept))
-        else:
-            phrases.append(f"{_article(concept.mark)} {concept.mark} mark")
-    body = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
-    verb = "is" if phrases[0] == "plain" else "has"
-    if phrases[0] == "plain" and len(phrases) > 1:
-        body = "plain with " + (phrases[1] if len(phrases) == 2 else ", ".join(phrases[1:-1]) + " and " + phrases[-1])
-    return f"The {concept.colour} {concept.category} {verb} {body}"
+    return Description(coarse_sentence(concept), detailed + ".", frozenset(named), tuple(clauses))
 
 
 _FUNCTION_WORDS = frozenset({"a", "an", "and", "with", "the", "has", "is", "of", "photo", "mark"})
@@ -161,8 +140,8 @@ def word_checks(described: Concept, desc: Description, shown: Concept) -> tuple[
     >>> [text[a:b] for a, b, ok in word_checks(mug, desc, replace(mug, part='round')) if not ok]
     ['square']
     """
-    said = f"{desc.coarse} {_detailed(described, desc.clauses)}"
-    true = f"{_coarse(shown)} {_detailed(shown, desc.clauses)}"
+    said = f"{desc.coarse} {detailed_sentence(described, desc.clauses)}"
+    true = f"{coarse_sentence(shown)} {detailed_sentence(shown, desc.clauses)}"
     words = list(re.finditer(r"[a-z]+", said.lower()))
     other = re.findall(r"[a-z]+", true.lower())
     agree = [False] * len(words)

@@ -128,6 +128,35 @@ def _part_phrase(concept: Concept) -> str:
     return f"{leaves}, {_article(second)} {second} rim"
 
 
+# What a detailed description can say beside colour and category, in this order.
+CLAUSES = ("surface", "part", "mark")
+
+
+def coarse_sentence(concept: Concept) -> str:
+    return f"A photo of {_article(concept.colour)} {concept.colour} {concept.category}."
+
+
+def detailed_sentence(concept: Concept, clauses: tuple[str, ...] | list[str] = CLAUSES) -> str:
+    """The detailed sentence saying `clauses` of `concept`, without its final period.
+
+    >>> detailed_sentence(Concept("mug", "red", "blue", "plain", "square", "star"), ["surface", "mark"])
+    'The red mug is plain with a star mark'
+    """
+    phrases = []
+    for clause in clauses:
+        if clause == "surface":
+            phrases.append("plain" if concept.pattern == "plain" else f"{concept.secondary} {concept.pattern}")
+        elif clause == "part":
+            phrases.append(_part_phrase(concept))
+        else:
+            phrases.append(f"{_article(concept.mark)} {concept.mark} mark")
+    body = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+    verb = "is" if phrases[0] == "plain" else "has"
+    if phrases[0] == "plain" and len(phrases) > 1:
+        body = "plain with " + (phrases[1] if len(phrases) == 2 else ", ".join(phrases[1:-1]) + " and " + phrases[-1])
+    return f"The {concept.colour} {concept.category} {verb} {body}"
+
+
 def describe_truth(concept: Concept) -> str:
     r"""The ground-truth description: `<coarse>` names colour and category, `<detailed>` the 3-4 distinguishing
     attributes; no scene, pose or light.
@@ -135,13 +164,10 @@ def describe_truth(concept: Concept) -> str:
     >>> print(describe_truth(Concept("mug", "red", "blue", "stripes", "square", "star")).replace("> <", ">\n<"))
     <coarse>A photo of a red mug.</coarse>
     <detailed>The red mug has blue stripes, a square blue handle and a star mark.</detailed>
+    >>> print(describe_truth(Concept("ball", "red", "blue", "plain", "band", "moon")).split("> <")[1])
+    detailed>The red ball is plain with a blue band and a moon mark.</detailed>
     """
-    name = f"{concept.colour} {concept.category}"
-    coarse = f"<coarse>A photo of {_article(concept.colour)} {name}.</coarse>"
-    surface = "is plain" if concept.pattern == "plain" else f"has {concept.secondary} {concept.pattern}"
-    joiner = " with " if concept.pattern == "plain" else ", "
-    detail = f"The {name} {surface}{joiner}{_part_phrase(concept)} and {_article(concept.mark)} {concept.mark} mark."
-    return f"{coarse} <detailed>{detail}</detailed>"
+    return f"<coarse>{coarse_sentence(concept)}</coarse> <detailed>{detailed_sentence(concept)}.</detailed>"
 
 
 def read_attributes(category: str, text: str) -> dict[str, str | None]:
