@@ -7,7 +7,8 @@ it) with a photo of the concept itself, of each look-alike (the same object, one
 another object of its category and of one of another category. Printed per kind: the mean P(Yes) and the AUC
 of positives against that kind (0.5: the listener does not see that difference; 1.0: it always ranks the
 right photo higher). `--hf` asks a demo build's HF folder instead (bf16, the same prompt and photos, P(Yes)
-read at the answer's decision token): a phase measured before it is exported.
+read at the answer's decision token): a phase measured before it is exported; it also prints the AUC of the
+word checks (`DemoConfig.match_weight`), each probe scored by its least believed described word at `--layer`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def main() -> int:
     from rrg_local.demo.run import MODEL_DIR, shipped_model
     from rrg_local.demo.scenes import SCENES
     from trainer.demo_model import auc
-    from trainer.demo_tasks import listener_probes
+    from trainer.demo_tasks import listener_probes, word_checks
     from trainer.eval import GGUFBackend
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -39,11 +40,14 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--model-dir", type=Path, default=MODEL_DIR)
     ap.add_argument("--hf", type=Path, help="a demo build's HF folder (RUN/listener/hf) instead of GGUF files")
+    ap.add_argument("--layer", type=int, default=2, help="--hf: the layer whose output the word checks read")
     args = ap.parse_args()
 
     rng = random.Random(args.seed)
     probes = listener_probes(rng, args.concepts)
     p_yes: dict[str, list[float]] = defaultdict(list)
+    word: dict[str, list[float]] = defaultdict(list)
+    words: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         paths, texts = [], []
         for i, probe in enumerate(probes):
@@ -52,7 +56,8 @@ def main() -> int:
             img.save(paths[-1], "JPEG", quality=90)
             texts.append(replace(probe.description.text(), name="Bo", category=probe.described.category))
         if args.hf:
-            name, values = str(args.hf), hf_p_yes(args.hf, paths, texts)
+            checks = [word_checks(p.described, p.description, p.shown) for p in probes]
+            name, (values, words) = str(args.hf), hf_p_yes(args.hf, paths, texts, checks, args.layer)
         else:
             model = shipped_model(args.model_dir)
             name, values = model.text.name, []
@@ -63,30 +68,38 @@ def main() -> int:
                 backend.close()
     for probe, value in zip(probes, values, strict=True):
         p_yes[probe.kind].append(value)
-    positives = p_yes.pop("positive")
+    for probe, value in zip(probes, words):
+        word[probe.kind].append(value)
+    positives, own_words = p_yes.pop("positive"), word.pop("positive", [])
     print(f"listener: {name}, {args.concepts} held-out concepts, P(Yes) on their own photos "
           f"{sum(positives) / len(positives):.3f}")  # fmt: skip
-    print(f"| {'photo shows':<22} | {'n':>4} | {'mean P(Yes)':>11} | {'AUC vs own photo':>16} |")
-    print(f"|{'-' * 24}|{'-' * 6}|{'-' * 13}|{'-' * 18}|")
+    extra = f" {'word checks AUC':>15} |" if words else ""
+    print(f"| {'photo shows':<22} | {'n':>4} | {'mean P(Yes)':>11} | {'AUC vs own photo':>16} |{extra}")
+    print(f"|{'-' * 24}|{'-' * 6}|{'-' * 13}|{'-' * 18}|" + ("-" * 17 + "|" if words else ""))
     for kind in sorted(p_yes, key=lambda k: (not k.startswith("lookalike"), k)):
         values = p_yes[kind]
+        extra = f" {auc(own_words, word[kind]):>15.3f} |" if words else ""
         print(f"| {kind:<22} | {len(values):>4} | {sum(values) / len(values):>11.3f} | "
-              f"{auc(positives, values):>16.3f} |")  # fmt: skip
+              f"{auc(positives, values):>16.3f} |{extra}")  # fmt: skip
     return 0
 
 
-def hf_p_yes(hf: Path, paths: list[Path], texts: list, batch_size: int = 32) -> list[float]:
-    """P(Yes) of a demo build's HF model for each photo and concept text, the runtime's recognition prompt."""
+def hf_p_yes(
+    hf: Path, paths: list[Path], texts: list, checks: list, layer: int = 2, batch_size: int = 32
+) -> tuple[list[float], list[float]]:
+    """P(Yes) of a demo build's HF model for each photo and concept text, the runtime's recognition prompt; and
+    the least P(Yes) among the word checks of each (`checks[i]`, `word_checks`) read at `layer`."""
     import torch
     from PIL import Image
 
     from rrg_local.vlm import prompts
-    from trainer.demo_model import forward, open_hf, score
+    from trainer.demo_model import check_logits, forward, open_hf, score
     from trainer.demo_tasks import REF, Sample
 
     model, encoder = open_hf(hf)
     model.eval()
     out: list[float] = []
+    least: list[float] = []
     with torch.no_grad():
         for i in range(0, len(paths), batch_size):
             samples = [
@@ -98,13 +111,21 @@ def hf_p_yes(hf: Path, paths: list[Path], texts: list, batch_size: int = 32) -> 
                     1,
                     ("Yes", "No"),
                     0,
+                    (),
+                    text.description(),
+                    check,
                 )  # fmt: skip
-                for path, text in zip(paths[i : i + batch_size], texts[i : i + batch_size], strict=True)
+                for path, text, check in zip(*(x[i : i + batch_size] for x in (paths, texts, checks)), strict=True)
             ]
             batch = encoder(samples, model)
-            logits, _ = forward(model, batch, bf16=True)
+            logits, _, hidden = forward(model, batch, bf16=True, hidden=True)
             out += [row["p_first"] for row in score(samples, batch, logits, encoder)]
-    return out
+            lens, _, rows = check_logits(model, batch, hidden, layer)
+            per: dict[int, float] = {}
+            for row, p in zip(rows, torch.softmax(lens, -1)[:, 0].tolist(), strict=True):
+                per[row] = min(p, per.get(row, 1.0))
+            least += [per.get(j, 1.0) for j in range(len(samples))]
+    return out, least
 
 
 if __name__ == "__main__":

@@ -89,6 +89,11 @@ class DemoConfig:
     # sets 1 for B1 and B2, `demo_build.BuildConfig`).
     match_weight: float = 0.0
     match_layer: int = 2
+    # A false word's check weighs this many true ones' in its sample's mean (a look-alike's negative has one false
+    # word among ~12). 6 in B2 did not help: word-check AUC at mark 0.44, part 0.65 (at 1: 0.50 / 0.62, 60
+    # held-out concepts, `bench/listener_probe.py --hf`); at the mark word no layer's output tells a matching
+    # mark from another (linear probe AUC 0.50-0.61), where the pattern word's does from layer 2 (0.92).
+    match_false_weight: float = 1.0
     micro_batches: int = 2  # the batch, sorted by length, in this many passes (less padding, same gradient)
     bf16: bool = True  # autocast: 1.75x faster on this CPU (AVX512-BF16), loss equal to 1e-5
     # `trainer.fast_vision`: the tower's patch embedding as a matrix product, its attention batched over photos
@@ -296,6 +301,7 @@ def answer_loss(
     decision_apart: bool = False,
     match_weight: float = 0.0,
     match_layer: int = 2,
+    match_false_weight: float = 1.0,
 ) -> tuple[Any, Any]:
     """Per-sample weighted mean cross-entropy over answer tokens, shape (batch,), and the logits.
 
@@ -303,7 +309,8 @@ def answer_loss(
     within a sample the decision token (the option the runtime's `Choose` reads) counts `decision_weight` times,
     or, `decision_apart`, its cross-entropy times `decision_weight` is added to the mean of the other tokens (so
     it weighs the same however long the rest of the answer is). `match_weight`: each recognition sample also
-    adds that times the mean cross-entropy of its word checks (`check_logits` at `match_layer`).
+    adds that times the mean cross-entropy of its word checks (`check_logits` at `match_layer`), a false word's
+    weighing `match_false_weight` true ones'.
     """
     import torch
     import torch.nn.functional as F
@@ -326,8 +333,9 @@ def answer_loss(
         check, target, rows = check_logits(model, batch, hidden[0], match_layer)
         ce = F.cross_entropy(check, target, reduction="none")
         index = torch.tensor(rows, device=ce.device)
-        total = torch.zeros(labels.shape[0], device=ce.device).index_add(0, index, ce)
-        count = torch.zeros(labels.shape[0], device=ce.device).index_add(0, index, torch.ones_like(ce))
+        weight = 1.0 + (match_false_weight - 1.0) * target.float()
+        total = torch.zeros(labels.shape[0], device=ce.device).index_add(0, index, ce * weight)
+        count = torch.zeros(labels.shape[0], device=ce.device).index_add(0, index, weight)
         apart = apart + match_weight * total / count.clamp(min=1)
     return (token * weights).sum(1) / weights.sum(1).clamp(min=1) + apart, logits
 
@@ -617,6 +625,7 @@ def pretrain(config: DemoConfig, run_dir: Path, *, log: Any = print, stop_after:
                     decision_apart=config.decision_apart,
                     match_weight=config.match_weight,
                     match_layer=config.match_layer,
+                    match_false_weight=config.match_false_weight,
                 )
                 part = per_sample.sum() / len(samples)  # the batch mean, whatever the chunking
                 part.backward()

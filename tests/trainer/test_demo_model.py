@@ -267,7 +267,7 @@ def test_stage_a_trains_with_its_own_thread_count_and_gives_the_callers_back(tmp
 def test_word_checks_are_read_at_the_described_words_and_add_their_mean(tmp_path):
     """Each checked word's position holds that word's last token; a look-alike pair differs in exactly the
     checks of the changed attribute; `match_weight` adds weight x the mean check cross-entropy to recognition
-    samples and nothing to others."""
+    samples and nothing to others; `match_false_weight` counts a false word's check that many times in the mean."""
     import torch.nn.functional as F
     from transformers import AutoModelForImageTextToText
 
@@ -296,3 +296,9 @@ def test_word_checks_are_read_at_the_described_words_and_add_their_mean(tmp_path
         extra = 2.0 * torch.stack(mine).mean() if mine else torch.tensor(0.0)
         assert torch.allclose(checked[i], plain[i] + extra, atol=1e-5)
     assert checked[-1] == plain[-1]
+    leaning, _ = dm.answer_loss(model, batch, match_weight=2.0, match_layer=1, match_false_weight=5.0)
+    for i in range(len(samples) - 1):
+        mine = [(c, 5.0 if t else 1.0) for c, t, r in zip(ce, target.tolist(), rows, strict=True) if r == i]
+        extra = 2.0 * sum(c * w for c, w in mine) / sum(w for _, w in mine)
+        assert torch.allclose(leaning[i], plain[i] + extra, atol=1e-5)
+        assert (samples[i].label == 1) == (not torch.allclose(leaning[i], checked[i], atol=1e-6))
