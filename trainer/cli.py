@@ -62,7 +62,8 @@ def tiny_cmd(out: Path | None, quant: tuple[str, ...]) -> None:
 def demo_model_cmd(out: Path, ship: bool, pretrain_only: bool, overrides: tuple[str, ...]) -> None:
     """Build the demo model: pre-train on the demo world, RRG-train the speaker, export GGUF (resumable).
 
-    OVERRIDES are key=value: pretrain.steps=2200, pretrain.batch=32, rrg.steps=120, bench_concepts=36.
+    OVERRIDES are key=value: pretrain.steps=2200, pretrain.batch=32, pretrain.shape.num_layers=4, rrg.steps=120,
+    bench_concepts=36.
     """
     from trainer import demo_build
 

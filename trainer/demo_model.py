@@ -739,20 +739,21 @@ def plot_curves(run_dir: Path) -> Path | None:
 
 
 def with_overrides(config: DemoConfig, pairs: Sequence[str]) -> DemoConfig:
-    """`key=value` overrides of the top-level numeric fields and of stage A's (`vision.steps=2500`); the shape
-    stays the default.
+    """`key=value` overrides of the top-level numeric fields, of stage A's (`vision.steps=2500`) and of the
+    model's shape (`shape.num_layers=4`: a new model, for a run from scratch).
 
     >>> with_overrides(DemoConfig(), ["steps=10", "vision.steps=20"]).vision.steps
     20
-    >>> with_overrides(DemoConfig(), ["bf16=false"]).bf16
-    False
+    >>> with_overrides(DemoConfig(), ["bf16=false", "shape.num_layers=4"]).shape.num_layers
+    4
     """
     changes: dict[str, Any] = {}
-    vision: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {"vision": {}, "shape": {}}
     for pair in pairs:
         key, _, value = pair.partition("=")
-        target, owner = (vision, config.vision) if key.startswith("vision.") else (changes, config)
-        key = key.removeprefix("vision.")
+        part, _, inner = key.partition(".")
+        target, owner = (nested[part], getattr(config, part)) if inner and part in nested else (changes, config)
+        key = inner if target is not changes else key
         kind = type(getattr(owner, key))
         target[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
-    return replace(config, **changes, vision=replace(config.vision, **vision))
+    return replace(config, **changes, **{part: replace(getattr(config, part), **kw) for part, kw in nested.items()})
