@@ -68,7 +68,8 @@ def main() -> int:
                 backend.close()
     for probe, value in zip(probes, values, strict=True):
         p_yes[probe.kind].append(value)
-    for probe, value in zip(probes, words):
+    # (no word checks through llama.cpp: `words` is empty there)
+    for probe, value in zip(probes, words, strict=False):
         word[probe.kind].append(value)
     positives, own_words = p_yes.pop("positive"), word.pop("positive", [])
     print(f"listener: {name}, {args.concepts} held-out concepts, P(Yes) on their own photos "
