@@ -744,7 +744,9 @@ def with_overrides(config: DemoConfig, pairs: Sequence[str]) -> DemoConfig:
 
     >>> with_overrides(DemoConfig(), ["steps=10", "vision.steps=20"]).vision.steps
     20
-    >>> with_overrides(DemoConfig(), ["bf16=false", "shape.num_layers=4"]).shape.num_layers
+    >>> with_overrides(DemoConfig(), ["bf16=false"]).bf16
+    False
+    >>> with_overrides(DemoConfig(), ["shape.num_layers=4"]).shape.num_layers
     4
     """
     changes: dict[str, Any] = {}
@@ -752,8 +754,10 @@ def with_overrides(config: DemoConfig, pairs: Sequence[str]) -> DemoConfig:
     for pair in pairs:
         key, _, value = pair.partition("=")
         part, _, inner = key.partition(".")
-        target, owner = (nested[part], getattr(config, part)) if inner and part in nested else (changes, config)
-        key = inner if target is not changes else key
+        if inner and part in nested:
+            target, owner, key = nested[part], getattr(config, part), inner
+        else:
+            target, owner = changes, config
         kind = type(getattr(owner, key))
         target[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
     return replace(config, **changes, **{part: replace(getattr(config, part), **kw) for part, kw in nested.items()})
