@@ -1,7 +1,7 @@
 """Where in the demo model is the match? A linear probe on each layer's output at the described attribute word.
 
 Run: `.venv/bin/python bench/match_probe.py --hf RUN/listener/hf [--attribute mark] [--concepts 300]`.
-For held-out concepts (`trainer.demo_tasks.draw_concept`), the recognition prompt with the concept's complete
+For held-out concepts (`trainer.demo_tasks.listener_probes`), the recognition prompt with the concept's complete
 description is put to a demo build's HF folder twice: with a photo of the concept and with one of its
 look-alike in `--attribute` (the same object, that attribute changed). At the word of the description that
 the look-alike makes false (`demo_tasks.word_checks`), every layer's output (0: the embeddings) and the
@@ -63,26 +63,26 @@ def main() -> int:
 
 
 def pair_samples(rng: random.Random, attribute: str, n: int) -> list:
-    """Per concept: its complete description with a photo of itself (Yes) and of its `attribute` look-alike."""
+    """Per concept of `listener_probes`: its complete description with a photo of itself (Yes) and of its
+    `attribute` look-alike (No)."""
     from dataclasses import replace
 
-    from rrg_local.demo.attributes import lookalikes
     from rrg_local.demo.photo import render_photo
     from rrg_local.demo.scenes import SCENES
     from rrg_local.vlm import prompts
-    from trainer.demo_tasks import REF, Sample, describe, draw_concept, word_checks
+    from trainer.demo_tasks import REF, Sample, listener_probes, word_checks
 
+    probes = listener_probes(rng, n)
+    own = [p for p in probes if p.kind == "positive"]
+    looks = [p for p in probes if p.kind == f"lookalike:{attribute}"]
     out = []
-    for _ in range(n):
-        concept = draw_concept(rng, evaluation=True)
-        desc = describe(concept, rng, style="complete")
-        look = next(x for x in lookalikes(concept, rng) if getattr(x, attribute) != getattr(concept, attribute))
-        text = replace(desc.text(), name="Bo", category=concept.category)
-        for shown, answer in ((concept, "Yes"), (look, "No")):
-            img, _ = render_photo([shown], rng.choice(SCENES), rng, 224)
+    for pair in zip(own, looks, strict=True):
+        for probe, answer in zip(pair, ("Yes", "No"), strict=True):
+            text = replace(probe.description.text(), name="Bo", category=probe.described.category)
+            img, _ = render_photo([probe.shown], rng.choice(SCENES), rng, 224)
+            checks = word_checks(probe.described, probe.description, probe.shown)
             out.append(Sample("recognition", prompts.recognition(REF, text), img, ('{"Answer": "', answer, '"}'), 1,
-                              ("Yes", "No"), int(answer == "No"), (), text.description(),
-                              word_checks(concept, desc, shown)))  # fmt: skip
+                              ("Yes", "No"), int(answer == "No"), (), text.description(), checks))  # fmt: skip
     return out
 
 

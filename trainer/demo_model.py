@@ -92,7 +92,7 @@ class DemoConfig:
     # A false word's check weighs this many true ones' in its sample's mean (a look-alike's negative has one false
     # word among ~12). 6 in B2 did not help: word-check AUC at mark 0.44, part 0.65 (at 1: 0.50 / 0.62, 60
     # held-out concepts, `bench/listener_probe.py --hf`); at the mark word no layer's output tells a matching
-    # mark from another (linear probe AUC 0.50-0.61), where the pattern word's does from layer 2 (0.92).
+    # mark from another (`bench/match_probe.py`: 0.46-0.50), where the pattern word's does from layer 2 (0.90).
     match_false_weight: float = 1.0
     micro_batches: int = 2  # the batch, sorted by length, in this many passes (less padding, same gradient)
     bf16: bool = True  # autocast: 1.75x faster on this CPU (AVX512-BF16), loss equal to 1e-5
