@@ -150,11 +150,16 @@ def detailed_sentence(concept: Concept, clauses: tuple[str, ...] | list[str] = C
             phrases.append(_part_phrase(concept))
         else:
             phrases.append(f"{_article(concept.mark)} {concept.mark} mark")
-    body = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+    body = _listing(phrases)
     verb = "is" if phrases[0] == "plain" else "has"
     if phrases[0] == "plain" and len(phrases) > 1:
-        body = "plain with " + (phrases[1] if len(phrases) == 2 else ", ".join(phrases[1:-1]) + " and " + phrases[-1])
+        body = "plain with " + _listing(phrases[1:])
     return f"The {concept.colour} {concept.category} {verb} {body}"
+
+
+def _listing(phrases: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
 
 
 def describe_truth(concept: Concept) -> str:
