@@ -9,8 +9,15 @@ recognition accuracy on positives / negatives / their mean, identification among
 concept against the K-1 most similar other concepts, look-alikes first), the listener's caption naming
 the right concept, and the share of descriptions that mention scene, position or pose; then identification
 in the same games by a listener that picks the candidate whose description the photo explains best (caption
-likelihood, `tasks.caption_likelihood`); then, per attribute (colour, secondary colour, pattern, part, mark),
-the share of descriptions that name it right.
+likelihood, `tasks.caption_likelihood`); then, per kind of other candidate (one attribute apart, two or more,
+another category), the share of (game, candidate) pairs in which the target's description beat that
+candidate's on the target photo, under both listeners: where the games are lost; then, per attribute (colour,
+secondary colour, pattern, part, mark), the share of descriptions that name it right.
+
+A third column, "ground truth", feeds the same listener the world's own complete description of each concept
+(`attributes.coarse_sentence` + `detailed_sentence`: every attribute named, no context): what a perfect
+speaker would say, so the listener's ceiling. No speaker can beat it by describing better; how far the
+untrained speaker is below it is all that RRG can win under that listener.
 
 The speakers are the shipped GGUFs: the base (pre-trained only) and the base with the shipped RRG LoRA
 applied at load time (what `rrg demo` runs). `--model-dir` points at another build's shipped folder.
@@ -23,6 +30,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,11 +38,11 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> int:
-    from rrg_local.demo.attributes import ATTRIBUTES
+    from rrg_local.demo.attributes import ATTRIBUTES, coarse_sentence, detailed_sentence
     from rrg_local.demo.run import MODEL_DIR, shipped_model
     from rrg_local.demo.world import generate_benchmark
     from trainer.demo_tasks import held_out
-    from trainer.eval import GGUFBackend, eval_data, format_table, run_columns
+    from trainer.eval import GGUFBackend, eval_data, evaluate_games, format_table, pairwise_by_label, run_columns
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     # 96 concepts: 288 games, a standard error of ~3.7 points on the difference (48: 144 games, ~5.2, as large
@@ -63,15 +71,22 @@ def main() -> int:
         try:
             raw = run_columns(backend, data)
             columns = {"untrained": raw["zero-shot"], "RRG-trained": raw["trained"]}
+            truth = {name: (coarse_sentence(c), detailed_sentence(c) + ".") for name, c in world.concepts.items()
+                     if name in {e.concept for e in data.examples}}  # fmt: skip
+            metrics, scores = evaluate_games(backend, data.examples, data.games, truth)
+            columns["ground truth"] = {"metrics": asdict(metrics), "descriptions": truth, "game_p_yes": scores}
             for col in columns.values():
-                col["metrics"]["identification (caption likelihood)"] = likelihood_identification(
-                    backend.listener, data.games, col["descriptions"]
+                col["game_likelihood"] = likelihood_scores(backend.listener, data.games, col["descriptions"])
+                col["metrics"]["identification (caption likelihood)"] = picked_share(
+                    col["game_likelihood"], data.games
                 )
         finally:
             backend.close()
         elapsed = time.monotonic() - start
     print(f"held-out concepts: {args.concepts} x {args.photos} photos, K = {args.k}, "
-          f"{len(data.games)} identification games; listener: the frozen base; {elapsed:.0f} s\n")  # fmt: skip
+          f"{len(data.games)} identification games; listener: the frozen base; {elapsed:.0f} s")  # fmt: skip
+    print("columns: the untrained speaker, the RRG-trained one, and the world's own complete descriptions (what a "
+          "perfect speaker would say: the listener's ceiling)\n")  # fmt: skip
     print(format_table(columns))
     n = len(data.games)
     before, after = (columns[c]["metrics"]["identification"] for c in ("untrained", "RRG-trained"))
@@ -81,6 +96,18 @@ def main() -> int:
     key = "identification (caption likelihood)"
     print("the same games, the listener's caption likelihood picking the photo's concept: "
           + ", ".join(f"{name} {col['metrics'][key]:.3f}" for name, col in columns.items()))  # fmt: skip
+    labels = [[difference(g.target.concept, c.concept, world.concepts) for c in g.candidates] for g in data.games]
+    answers = [g.answer for g in data.games]
+    print("\nthe target's description against each other candidate's, on the target photo: share won, by what "
+          "that candidate differs in (yes/no P(Yes) | caption likelihood)")  # fmt: skip
+    tallies = {(name, how): pairwise_by_label(col[field], answers, labels) for name, col in columns.items()
+               for how, field in (("yes/no", "game_p_yes"), ("likelihood", "game_likelihood"))}  # fmt: skip
+    print(f"{'differs in':<16}{'pairs':>6}" + "".join(f"{f'{name} {how}':>24}" for name, how in tallies))
+    kinds = sorted({k for t in tallies.values() for k in t}, key=lambda k: (k not in ATTRIBUTES, k))
+    for kind in kinds:
+        pairs = next(t[kind][1] for t in tallies.values() if kind in t)
+        cells = "".join(f"{t[kind][0] / t[kind][1]:>24.3f}" if kind in t else f"{'-':>24}" for t in tallies.values())
+        print(f"{kind:<16}{pairs:>6}" + cells)
     print("\ndescriptions naming each attribute right (of the concepts described):")
     print(f"{'attribute':<12}" + "".join(f"{name:>14}" for name in columns))
     named = {name: named_right(col["descriptions"], world.concepts) for name, col in columns.items()}
@@ -96,25 +123,42 @@ def main() -> int:
     return 0
 
 
-def likelihood_identification(listener, games, descriptions: dict) -> float:
-    """Share of games in which the candidate whose description the target photo explains best (the listener's
-    `tasks.caption_likelihood`) is the answer: a listener that judges by its captions, not its yes/no."""
-    import numpy as np
-
+def likelihood_scores(listener, games, descriptions: dict) -> list[list[float]]:
+    """Per game, log P(candidate's description | target photo) for each candidate (the listener's
+    `tasks.caption_likelihood`): a listener that judges by its captions, not its yes/no."""
     from rrg_local.vlm import tasks
     from rrg_local.vlm.prompts import ConceptText
     from rrg_local.vlm.protocol import ImageRef
 
-    hits = []
-    for game in games:
-        scores = [
+    return [
+        [
             tasks.caption_likelihood(
                 listener, ImageRef(game.target.path), ConceptText(c.concept, c.category, *descriptions[c.concept])
             ).logprob
             for c in game.candidates
         ]
-        hits.append(int(np.argmax(scores)) == game.answer)
+        for game in games
+    ]
+
+
+def picked_share(scores: list[list[float]], games) -> float:
+    """Share of games whose highest-scored candidate is the answer (ties: first)."""
+    import numpy as np
+
+    hits = [int(np.argmax(row)) == game.answer for row, game in zip(scores, games, strict=True)]
     return float(np.mean(hits)) if hits else float("nan")
+
+
+def difference(a: str, b: str, concepts: dict) -> str | None:
+    """What concept `b` differs from `a` in: one attribute's name, "other category", "2+ attributes"; None if same."""
+    from rrg_local.demo.attributes import differing_attributes
+
+    diff = differing_attributes(concepts[a], concepts[b])
+    if not diff:
+        return None
+    if "category" in diff:
+        return "other category"
+    return diff[0] if len(diff) == 1 else "2+ attributes"
 
 
 def named_right(descriptions: dict, concepts: dict) -> dict[str, float]:

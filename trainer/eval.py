@@ -104,6 +104,26 @@ def identification_accuracy(
     return float(np.mean(hits)) if hits else float("nan")
 
 
+def pairwise_by_label(
+    scores: Sequence[Sequence[float]], answers: Sequence[int], labels: Sequence[Sequence[str | None]]
+) -> dict[str, tuple[int, int]]:
+    """Per label: (pairs the answer's score beat, pairs), pairing each game's answer with each other candidate,
+    grouped by that candidate's label (the answer's own label is ignored; ties count as lost).
+
+    >>> labels = [[None, "mark", "colour"], ["mark", None, "colour"]]
+    >>> pairwise_by_label([[0.9, 0.6, 0.9], [0.2, 0.4, 0.1]], [0, 1], labels)
+    {'mark': (2, 2), 'colour': (1, 2)}
+    """
+    out: dict[str, list[int]] = {}
+    for row, answer, names in zip(scores, answers, labels, strict=True):
+        for i, (score, name) in enumerate(zip(row, names, strict=True)):
+            if i != answer:
+                tally = out.setdefault(str(name), [0, 0])
+                tally[0] += int(row[answer] > score)
+                tally[1] += 1
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
 def caption_hit(caption: str, concept: str) -> bool:
     return f"<{concept}>" in caption
 
@@ -312,18 +332,27 @@ def evaluate(
     backend: Backend, examples: Sequence[Example], games: Sequence[Game], descriptions: dict[str, tuple[str, str]]
 ) -> Metrics:
     """All metrics for one column, given its descriptions (from `describe_concepts`)."""
+    return evaluate_games(backend, examples, games, descriptions)[0]
+
+
+def evaluate_games(
+    backend: Backend, examples: Sequence[Example], games: Sequence[Game], descriptions: dict[str, tuple[str, str]]
+) -> tuple[Metrics, list[list[float]]]:
+    """`evaluate`'s metrics and, per game, P(Yes | target photo, each candidate's description) in candidate order."""
     p, names, concepts = p_yes_matrix(backend, examples, descriptions)
     col = {n: i for i, n in enumerate(names)}
     row = {e.path: i for i, e in enumerate(examples)}
     pos, neg, weighted = recognition_metrics(p, [col[e.concept] for e in examples])
     cands = [[col[c.concept] for c in g.candidates] for g in games]
-    ident = identification_accuracy(p, [row[g.target.path] for g in games], cands, [g.answer for g in games])
+    targets = [row[g.target.path] for g in games]
+    ident = identification_accuracy(p, targets, cands, [g.answer for g in games])
     captions = [backend.caption(g.target.path, [concepts[i] for i in c]) for g, c in zip(games, cands, strict=True)]
     hits = [caption_hit(cap, g.target.concept) for g, cap in zip(games, captions, strict=True) if cap is not None]
     captioning = float(np.mean(hits)) if hits and len(hits) == len(games) else None
-    return Metrics(
+    metrics = Metrics(
         pos, neg, weighted, ident, captioning, int(p.size), len(games), context_share(list(descriptions.values()))
     )
+    return metrics, [[float(p[t, c]) for c in cs] for t, cs in zip(targets, cands, strict=True)]
 
 
 @dataclass
@@ -354,8 +383,8 @@ def run_columns(backend: Backend, data: EvalData, label: str = "", trained: bool
     out = {}
     for name, on in (("zero-shot", False), ("trained", True)) if trained else (("zero-shot", False),):
         descriptions = describe_concepts(backend, data.examples, on)
-        metrics = evaluate(backend, data.examples, data.games, descriptions)
-        out[f"{label}{name}"] = {"metrics": asdict(metrics), "descriptions": descriptions}
+        metrics, scores = evaluate_games(backend, data.examples, data.games, descriptions)
+        out[f"{label}{name}"] = {"metrics": asdict(metrics), "descriptions": descriptions, "game_p_yes": scores}
     return out
 
 
