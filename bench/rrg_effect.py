@@ -6,13 +6,16 @@ them, the RRG stage's benchmark excludes them), in look-alike groups (same categ
 Each speaker describes every concept from its first photo; the same listener, the shipped base model
 through llama.cpp, then scores every photo against every description. Printed side by side:
 recognition accuracy on positives / negatives / their mean, identification among K (the target photo's
-concept against the K-1 most similar other concepts, look-alikes first), the listener's caption naming
+concept against K-1 other concepts: by default the trainer's mining, `mine_games`, the concepts of the
+target's category whose photos look most like it, which are rarely its look-alikes: scenes dominate pixels;
+`--games lookalike` takes them from its look-alike group first), the listener's caption naming
 the right concept, and the share of descriptions that mention scene, position or pose; then identification
 in the same games by a listener that picks the candidate whose description the photo explains best (caption
-likelihood, `tasks.caption_likelihood`); then, per kind of other candidate (one attribute apart, two or more,
-another category), the share of (game, candidate) pairs in which the target's description beat that
-candidate's on the target photo, under both listeners: where the games are lost; then, per attribute (colour,
-secondary colour, pattern, part, mark), the share of descriptions that name it right.
+likelihood, `tasks.caption_likelihood`); then, per kind of other candidate (one attribute apart, part and
+mark, two or more including colour or pattern, another category), the share of (game, candidate) pairs in
+which the target's description beat that candidate's on the target photo, under both listeners: where the
+games are lost; then, per attribute (colour, secondary colour, pattern, part, mark), the share of
+descriptions that name it right.
 
 A third column, "ground truth", feeds the same listener the world's own complete description of each concept
 (`attributes.coarse_sentence` + `detailed_sentence`: every attribute named, no context): what a perfect
@@ -40,7 +43,8 @@ sys.path.insert(0, str(ROOT))
 def main() -> int:
     from rrg_local.demo.attributes import ATTRIBUTES, coarse_sentence, detailed_sentence
     from rrg_local.demo.run import MODEL_DIR, shipped_model
-    from rrg_local.demo.world import generate_benchmark
+    from rrg_local.demo.world import LOOKALIKES, generate_benchmark
+    from trainer.data import load_lookalikes
     from trainer.demo_tasks import held_out
     from trainer.eval import GGUFBackend, eval_data, evaluate_games, format_table, pairwise_by_label, run_columns
 
@@ -51,6 +55,9 @@ def main() -> int:
     ap.add_argument("--photos", type=int, default=3)
     ap.add_argument("--k", type=int, default=3)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--games", choices=("nearest", "lookalike"), default="nearest",
+                    help="negatives: the most similar photos of the target's category (the trainer's mining), or "
+                         "its look-alike group's first (one attribute apart), then those")  # fmt: skip
     ap.add_argument("--model-dir", type=Path, default=MODEL_DIR)
     ap.add_argument("--json", type=Path, help="Also write the full result (descriptions included) here.")
     args = ap.parse_args()
@@ -64,7 +71,9 @@ def main() -> int:
         bench = Path(tmp) / "held-out"
         world = generate_benchmark(bench, seed=args.seed, n_concepts=args.concepts, photos_per_concept=args.photos,
                                    accept=held_out)  # fmt: skip
-        data = eval_data(bench, bench / "categories.csv", all_concepts=True, k=args.k, seed=args.seed)
+        alike = load_lookalikes(bench / LOOKALIKES) if args.games == "lookalike" else None
+        data = eval_data(bench, bench / "categories.csv", all_concepts=True, k=args.k, seed=args.seed,
+                         lookalikes=alike)  # fmt: skip
         start = time.monotonic()
         backend = GGUFBackend.open(model.text, model.mmproj, lora=args.model_dir / lora["path"],
                                    image_max_tokens=model.image_max_tokens)  # fmt: skip
@@ -84,7 +93,8 @@ def main() -> int:
             backend.close()
         elapsed = time.monotonic() - start
     print(f"held-out concepts: {args.concepts} x {args.photos} photos, K = {args.k}, "
-          f"{len(data.games)} identification games; listener: the frozen base; {elapsed:.0f} s")  # fmt: skip
+          f"{len(data.games)} identification games ({args.games} negatives); listener: the frozen base; "
+          f"{elapsed:.0f} s")  # fmt: skip
     print("columns: the untrained speaker, the RRG-trained one, and the world's own complete descriptions (what a "
           "perfect speaker would say: the listener's ceiling)\n")  # fmt: skip
     print(format_table(columns))
@@ -150,7 +160,8 @@ def picked_share(scores: list[list[float]], games) -> float:
 
 
 def difference(a: str, b: str, concepts: dict) -> str | None:
-    """What concept `b` differs from `a` in: one attribute's name, "other category", "2+ attributes"; None if same."""
+    """What concept `b` differs from `a` in: one attribute's name, "part and mark", "2+ incl. colour or pattern"
+    (two or more, at least one of colour, secondary colour and pattern), "other category"; None if the same."""
     from rrg_local.demo.attributes import differing_attributes
 
     diff = differing_attributes(concepts[a], concepts[b])
@@ -158,7 +169,9 @@ def difference(a: str, b: str, concepts: dict) -> str | None:
         return None
     if "category" in diff:
         return "other category"
-    return diff[0] if len(diff) == 1 else "2+ attributes"
+    if len(diff) == 1:
+        return diff[0]
+    return "part and mark" if set(diff) == {"part", "mark"} else "2+ incl. colour or pattern"
 
 
 def named_right(descriptions: dict, concepts: dict) -> dict[str, float]:

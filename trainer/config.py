@@ -28,6 +28,10 @@ class TrainConfig:
     base: str = field(default="", metadata={"help": "the base model: a transformers Qwen2-VL folder"})
     data_root: str = field(default="", metadata={"help": "benchmark layout ROOT/<concept>/<image>"})
     categories: str = field(default="", metadata={"help": "concept -> category map (CSV or JSON)"})
+    lookalikes: str = field(
+        default="",
+        metadata={"help": "JSON {concept: [concept, ...]}: the concepts each one's hard negatives come from first"},
+    )
     db: str = field(
         default="", metadata={"help": "an rrg-local library.db to train on instead of data_root/categories"}
     )

@@ -8,7 +8,8 @@ mtime so re-runs embed only new or changed files; it is the only part that touch
 A game follows the RRG paper: the speaker describes the target image; the listener sees K candidates, the
 hard positive (the least similar other photo of the target's concept; the target itself when the concept has
 one photo) and K-1 hard negatives (the most similar photo from each of the most similar other concepts, same
-category first, then other categories when the category runs out).
+category first, then other categories when the category runs out). Known look-alikes of a concept (the demo
+world's look-alike groups, one attribute apart: `lookalikes`) go before the rest of its category.
 
 The second source is the user's own rrg-local library: `load_from_db` reads each concept's reference and
 confirmed photos as examples and its rejected photos as extra hard negatives, which `mine_games` takes as
@@ -21,7 +22,7 @@ import csv
 import json
 import os
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,6 +171,20 @@ class EmbeddingCache:
             np.savez(fh, keys=np.array(keys, dtype=str), vectors=np.stack([self.vectors[k] for k in keys]))
 
 
+def load_lookalikes(path: Path) -> dict[str, list[str]]:
+    """`{concept: [look-alike concept, ...]}` from a JSON object of that shape (`mine_games`' `lookalikes`)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read look-alikes from {path}: {exc}") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(v, list) and all(isinstance(x, str) for x in v) for v in data.values()
+    ):
+        raise ValueError(f"{path}: look-alikes must be a JSON object of concept -> list of concept names")
+    return {str(k): list(v) for k, v in data.items()}
+
+
 def mine_games(
     examples: Sequence[Example],
     embed: Embed,
@@ -177,8 +192,12 @@ def mine_games(
     seed: int = 0,
     cache: EmbeddingCache | None = None,
     extra_negatives: Mapping[str, Sequence[Path]] | None = None,
+    lookalikes: Mapping[str, Collection[str]] | None = None,
 ) -> list[Game]:
     """One game per example (in order); candidates are shuffled with `seed`. Needs k-1 other concepts.
+
+    `lookalikes` (`{concept: [concept, ...]}`, e.g. the demo world's look-alike groups, `load_lookalikes`) are
+    the concepts a target's negatives come from first, before the rest of its category: known confusions.
 
     `extra_negatives` (`{concept: [path, ...]}`, e.g. the photos a person rejected for the concept) are
     candidates for the negatives of that concept's games, as `Example("", target category, path)` (they show
@@ -210,7 +229,11 @@ def mine_games(
             c = examples[j].concept
             if c not in best or sims[i, j] > sims[i, best[c]]:
                 best[c] = int(j)
-        ranked = sorted(best.values(), key=lambda j: (examples[j].category != target.category, -sims[i, j], j))
+        first = (lookalikes or {}).get(target.concept, ())
+        ranked = sorted(
+            best.values(),
+            key=lambda j: (examples[j].concept not in first, examples[j].category != target.category, -sims[i, j], j),
+        )
         negatives = [examples[j] for j in ranked]
         if target.concept in extras:
             paths, extra_vectors = extras[target.concept]

@@ -57,6 +57,9 @@ class BuildConfig:
     )
     bench_concepts: int = 36
     bench_photos: int = 5
+    # The RRG games' negatives from the target's look-alike group first (one attribute apart), then the rest of
+    # its category by pixel similarity (off: by pixel similarity only, where look-alikes are rare).
+    lookalike_games: bool = False
     rrg: dict[str, Any] = field(
         default_factory=lambda: {
             "steps": 300,  # vs 150 on held-out validation concepts (seed 8, 432 games): +13.7 vs +11.4 points
@@ -81,7 +84,7 @@ class BuildConfig:
 
 def rrg_stage(config: BuildConfig, run: Path, base: Path, log=print) -> Path:
     """Write the training benchmark (if missing) and run (or resume) RRG training; returns the run folder."""
-    from rrg_local.demo.world import generate_benchmark
+    from rrg_local.demo.world import LOOKALIKES, generate_benchmark
     from trainer.config import TrainConfig
     from trainer.demo_tasks import held_out
     from trainer.train import train
@@ -105,6 +108,7 @@ def rrg_stage(config: BuildConfig, run: Path, base: Path, log=print) -> Path:
         out_dir=str(run / "rrg"),
         seed=config.pretrain.seed,
         device="cpu",
+        lookalikes=str(bench / LOOKALIKES) if config.lookalike_games else "",
         **config.rrg,
     )
     log(f"RRG stage: {train_config.steps} steps in {train_config.out_dir}")

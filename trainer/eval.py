@@ -363,9 +363,10 @@ class EvalData:
 
 def eval_data(
     data_root: Path, categories: Path, *, test_fraction: float = 0.2, seed: int = 0, k: int = 3,
-    all_concepts: bool = False,
+    all_concepts: bool = False, lookalikes: dict[str, list[str]] | None = None,
 ) -> EvalData:  # fmt: skip
-    """The test split by concept (or every concept) and one mined game per photo."""
+    """The test split by concept (or every concept) and one mined game per photo (negatives from `lookalikes`
+    first, `mine_games`)."""
     from trainer.train import pixel_embedding
 
     examples = load_examples(Path(data_root), Path(categories))
@@ -374,7 +375,7 @@ def eval_data(
     if not examples:
         raise ValueError("the test split is empty (use all_concepts, or a run with test_fraction > 0)")
     k = min(k, len({e.concept for e in examples}))
-    games = mine_games(examples, pixel_embedding, k=k, seed=seed) if k >= 2 else []
+    games = mine_games(examples, pixel_embedding, k=k, seed=seed, lookalikes=lookalikes) if k >= 2 else []
     return EvalData(examples, games)
 
 

@@ -41,7 +41,7 @@ import numpy as np
 from rrg_local.vlm.prompts import CAPTION_OPEN
 from trainer import grpo
 from trainer.config import RESUMABLE_FIELDS, ConfigError, TrainConfig
-from trainer.data import Embed, Game, load_examples, load_from_db, mine_games, split_by_concept
+from trainer.data import Embed, Game, load_examples, load_from_db, load_lookalikes, mine_games, split_by_concept
 from trainer.fast_vision import speed_up_vision
 from trainer.rewards import binary_reward, combine, contrastive_reward, format_reward, length_penalty
 
@@ -154,7 +154,10 @@ def setup(
     else:
         examples = load_examples(Path(config.data_root), Path(config.categories))
     train_split, _ = split_by_concept(examples, config.test_fraction, config.seed)
-    games = mine_games(train_split, embed, k=config.K, seed=config.seed, extra_negatives=negatives)
+    lookalikes = load_lookalikes(Path(config.lookalikes)) if config.lookalikes else None
+    games = mine_games(
+        train_split, embed, k=config.K, seed=config.seed, extra_negatives=negatives, lookalikes=lookalikes
+    )
     torch.manual_seed(config.seed)
     model = load_model(config, adapter, device)
     params = [p for p in model.parameters() if p.requires_grad]

@@ -5,7 +5,8 @@ showing a few personal concepts (pairs of look-alikes: same category, one attrib
 plus photos with only strangers' objects, and `truth.json` (per file: concepts present, boxes, scene,
 nuisance values; per concept: category, attributes, look-alike group, true description).
 `generate_benchmark(dest, seed=...)` writes the layout `trainer.data.load_examples` reads:
-`ROOT/<concept>/<image>.jpg` and `ROOT/categories.csv`. Both are deterministic for a seed (same bytes).
+`ROOT/<concept>/<image>.jpg`, `ROOT/categories.csv` and `ROOT/lookalikes.json`. Both are deterministic for a
+seed (same bytes).
 Concepts, look-alikes and descriptions live in `attributes.py`, drawing in `objects.py`/`scenes.py`,
 one photo in `photo.py` (all pure); this module is the I/O shell.
 
@@ -45,6 +46,7 @@ __all__ = [
 
 CAMERAS = [("Canon", "Canon EOS 250D"), ("Google", "Pixel 7"), ("Apple", "iPhone 13")]
 START = datetime(2024, 1, 6, 10, 0)
+LOOKALIKES = "lookalikes.json"  # in a benchmark layout: each concept's look-alike group's other members
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,8 @@ def generate_benchmark(
     size: int = 224,
     accept: Callable[[Concept], bool] | None = None,
 ) -> WorldManifest:
-    """Write `dest/<concept>/<nn>.jpg`, `dest/categories.csv` and `dest/truth.json`; deterministic for `seed`.
+    """Write `dest/<concept>/<nn>.jpg`, `dest/categories.csv`, `dest/lookalikes.json` (each concept's look-alike
+    group's other members: `trainer.data.load_lookalikes`) and `dest/truth.json`; deterministic for `seed`.
     `accept` restricts which concepts may appear (see `make_concepts`)."""
     rng = random.Random(seed)
     dest = Path(dest)
@@ -199,6 +202,9 @@ def generate_benchmark(
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(["concept", "category"])
         writer.writerows((name, c.category) for name, c in concepts.items())
+    members = {g: [n for n in concepts if groups[n] == g] for g in dict.fromkeys(groups.values())}
+    alike = {name: [n for n in members[groups[name]] if n != name] for name in concepts}
+    (dest / LOOKALIKES).write_text(json.dumps(alike, indent=1) + "\n", encoding="utf-8")
     truth_path = _write_truth(dest, seed, size, concepts, groups, files)
     return WorldManifest(dest, concepts, tuple(files), truth_path)
 

@@ -77,8 +77,8 @@ def test_split_is_by_concept_and_seeded(bench):
     assert len(splits) > 1
 
 
-def brute_force_game(examples, vectors, i, k):
-    """The mining rule written out directly, to check `mine_games` against."""
+def brute_force_game(examples, vectors, i, k, first=()):
+    """The mining rule written out directly, to check `mine_games` against (`first`: the target's look-alikes)."""
     sims = vectors @ vectors[i]
     t = examples[i]
     same = [j for j, e in enumerate(examples) if e.concept == t.concept and j != i]
@@ -87,7 +87,9 @@ def brute_force_game(examples, vectors, i, k):
     for j, e in enumerate(examples):
         if e.concept != t.concept and (e.concept not in others or sims[j] > sims[others[e.concept]]):
             others[e.concept] = j
-    ranked = sorted(others.values(), key=lambda j: (examples[j].category != t.category, -sims[j]))
+    ranked = sorted(
+        others.values(), key=lambda j: (examples[j].concept not in first, examples[j].category != t.category, -sims[j])
+    )
     return examples[positive], {examples[j] for j in ranked[: k - 1]}
 
 
@@ -110,6 +112,39 @@ def test_mine_games_picks_hard_positives_and_negatives(bench, k):
     mug = next(g for g in games if g.target.concept == "mug")
     assert mug.candidates[mug.answer] == mug.target  # a one-photo concept is its own positive
     assert data.mine_games(examples, pixel_embedding, k=k, seed=0) == games
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_mine_games_takes_negatives_from_known_lookalikes_first(bench, k):
+    examples = data.load_examples(bench, {c: cat for c, (cat, _) in LAYOUT.items()})
+    # Look-alikes go first even from another category; one that has no photos ("ghost") is no candidate.
+    lookalikes = {"rex": ["tom", "ghost"], "fido": ["mug", "spot"]}
+    games = data.mine_games(examples, pixel_embedding, k=k, seed=0, lookalikes=lookalikes)
+    vectors = np.stack([pixel_embedding(e.path) for e in examples])
+    for i, game in enumerate(games):
+        positive, negatives = brute_force_game(examples, vectors, i, k, lookalikes.get(game.target.concept, ()))
+        assert set(game.candidates) - {positive} == negatives
+    for game in games:
+        others = {c.concept for j, c in enumerate(game.candidates) if j != game.answer}
+        if game.target.concept == "rex":
+            assert "tom" in others  # a cat, ranked before the two other dogs
+        if game.target.concept == "fido":
+            assert others == ({"mug", "spot"} if k == 3 else others & {"mug", "spot"}) and len(others) == k - 1
+        if game.target.concept == "spot":
+            assert "tom" not in others and "mug" not in others  # no look-alikes: its category first, as before
+    assert games != data.mine_games(examples, pixel_embedding, k=k, seed=0)
+
+
+def test_load_lookalikes_reads_a_concept_map_and_names_a_bad_file(tmp_path):
+    good = tmp_path / "lookalikes.json"
+    good.write_text(json.dumps({"rex": ["fido"], "fido": ["rex"]}))
+    assert data.load_lookalikes(good) == {"rex": ["fido"], "fido": ["rex"]}
+    for name, text in (("list.json", "[1, 2]"), ("values.json", '{"rex": "fido"}'), ("broken.json", "{")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ValueError, match=name):
+            data.load_lookalikes(tmp_path / name)
+    with pytest.raises(ValueError, match="missing.json"):
+        data.load_lookalikes(tmp_path / "missing.json")
 
 
 def test_mine_games_needs_enough_concepts(bench):

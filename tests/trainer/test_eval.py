@@ -114,6 +114,9 @@ def test_eval_reports_every_metric_on_both_backends(result, run_dir):
         assert m["weighted"] == pytest.approx((m["positive"] + m["negative"]) / 2)
         assert 0.0 <= m["captioning"] <= 1.0  # both backends caption (the HF one replays the runtime's script)
         assert set(column["descriptions"]) == set(CATEGORIES)
+        # Per game, P(Yes) of each candidate's description on the target photo: what identification picks from.
+        assert len(column["game_p_yes"]) == 12 and all(len(r) == 3 for r in column["game_p_yes"])
+        assert all(0.0 <= p <= 1.0 for r in column["game_p_yes"] for p in r)
     # The trained speaker is the adapter: its descriptions are not the base's.
     assert columns["hf trained"]["descriptions"] != columns["hf zero-shot"]["descriptions"]
     saved = json.loads((run_dir / "eval.json").read_text())

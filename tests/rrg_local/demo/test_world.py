@@ -134,7 +134,8 @@ def test_truth_json_matches_files_on_disk(tmp_path):
 
 
 def test_benchmark_layout_loads_with_the_trainer(tmp_path):
-    from trainer.data import load_examples
+    from trainer.data import load_examples, load_lookalikes, mine_games
+    from trainer.train import pixel_embedding
 
     root = generate_benchmark(tmp_path / "bench", seed=2, n_concepts=12, photos_per_concept=2, size=96).root
     examples = load_examples(root, root / "categories.csv")
@@ -142,6 +143,17 @@ def test_benchmark_layout_loads_with_the_trainer(tmp_path):
     assert {e.category for e in examples} == set(CATEGORIES)
     truth = json.loads((root / "truth.json").read_text())
     assert all(truth["concepts"][e.concept]["category"] == e.category for e in examples)
+    # Each concept's look-alikes for the trainer's game mining: the other members of its look-alike group.
+    lookalikes = load_lookalikes(root / "lookalikes.json")
+    group = {name: c["lookalike_group"] for name, c in truth["concepts"].items()}
+    assert set(lookalikes) == set(group)
+    for name, others in lookalikes.items():
+        assert set(others) == {n for n, g in group.items() if g == group[name] and n != name}
+    assert any(lookalikes.values())
+    games = mine_games(examples, pixel_embedding, k=2, seed=0, lookalikes=lookalikes)
+    for game in games:  # a concept with look-alikes meets one of them (k = 2: one negative)
+        other = next(c for j, c in enumerate(game.candidates) if j != game.answer)
+        assert other.concept in lookalikes[game.target.concept] or not lookalikes[game.target.concept]
 
 
 def test_same_concept_in_different_scenes_differs_but_keeps_its_colour():
