@@ -38,6 +38,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+COLUMNS = ("untrained", "RRG-trained", "ground truth")
 
 
 def main() -> int:
@@ -46,7 +47,14 @@ def main() -> int:
     from rrg_local.demo.world import LOOKALIKES, generate_benchmark
     from trainer.data import load_lookalikes
     from trainer.demo_tasks import held_out
-    from trainer.eval import GGUFBackend, eval_data, evaluate_games, format_table, pairwise_by_label, run_columns
+    from trainer.eval import (
+        GGUFBackend,
+        describe_concepts,
+        eval_data,
+        evaluate_games,
+        format_table,
+        pairwise_by_label,
+    )
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     # 96 concepts: 288 games, a standard error of ~3.7 points on the difference (48: 144 games, ~5.2, as large
@@ -59,8 +67,14 @@ def main() -> int:
                     help="negatives: the most similar photos of the target's category (the trainer's mining), or "
                          "its look-alike group's first (one attribute apart), then those")  # fmt: skip
     ap.add_argument("--model-dir", type=Path, default=MODEL_DIR)
+    ap.add_argument("--columns", default=",".join(COLUMNS),
+                    help=f"which of {', '.join(COLUMNS)} to run, comma-separated (each costs a third of the "
+                         "time; untrained and ground truth depend only on the base, seed and --games)")  # fmt: skip
     ap.add_argument("--json", type=Path, help="Also write the full result (descriptions included) here.")
     args = ap.parse_args()
+    chosen = [c.strip() for c in args.columns.split(",") if c.strip()]
+    if not chosen or set(chosen) - set(COLUMNS):
+        ap.error(f"--columns takes names from {', '.join(COLUMNS)}")
 
     model = shipped_model(args.model_dir)
     lora = model.manifest["files"].get("lora")
@@ -78,12 +92,19 @@ def main() -> int:
         backend = GGUFBackend.open(model.text, model.mmproj, lora=args.model_dir / lora["path"],
                                    image_max_tokens=model.image_max_tokens)  # fmt: skip
         try:
-            raw = run_columns(backend, data)
-            columns = {"untrained": raw["zero-shot"], "RRG-trained": raw["trained"]}
             truth = {name: (coarse_sentence(c), detailed_sentence(c) + ".") for name, c in world.concepts.items()
                      if name in {e.concept for e in data.examples}}  # fmt: skip
-            metrics, scores = evaluate_games(backend, data.examples, data.games, truth)
-            columns["ground truth"] = {"metrics": asdict(metrics), "descriptions": truth, "game_p_yes": scores}
+            speakers = {
+                "untrained": lambda: describe_concepts(backend, data.examples, False),
+                "RRG-trained": lambda: describe_concepts(backend, data.examples, True),
+                "ground truth": lambda: truth,
+            }
+            columns = {}
+            for name in COLUMNS:
+                if name in chosen:
+                    descriptions = speakers[name]()
+                    metrics, scores = evaluate_games(backend, data.examples, data.games, descriptions)
+                    columns[name] = {"metrics": asdict(metrics), "descriptions": descriptions, "game_p_yes": scores}
             for col in columns.values():
                 col["game_likelihood"] = likelihood_scores(backend.listener, data.games, col["descriptions"])
                 col["metrics"]["identification (caption likelihood)"] = picked_share(
@@ -95,14 +116,15 @@ def main() -> int:
     print(f"held-out concepts: {args.concepts} x {args.photos} photos, K = {args.k}, "
           f"{len(data.games)} identification games ({args.games} negatives); listener: the frozen base; "
           f"{elapsed:.0f} s")  # fmt: skip
-    print("columns: the untrained speaker, the RRG-trained one, and the world's own complete descriptions (what a "
-          "perfect speaker would say: the listener's ceiling)\n")  # fmt: skip
+    print("columns: " + ", ".join(columns) + " (ground truth: the world's own complete descriptions, what a perfect "
+          "speaker would say: the listener's ceiling)\n")  # fmt: skip
     print(format_table(columns))
     n = len(data.games)
-    before, after = (columns[c]["metrics"]["identification"] for c in ("untrained", "RRG-trained"))
-    se = ((before * (1 - before) + after * (1 - after)) / n) ** 0.5
-    print(f"\nidentification, RRG - untrained: {100 * (after - before):+.1f} points "
-          f"(standard error {100 * se:.1f} over {n} games, the two taken as independent)")  # fmt: skip
+    if {"untrained", "RRG-trained"} <= set(columns):
+        before, after = (columns[c]["metrics"]["identification"] for c in ("untrained", "RRG-trained"))
+        se = ((before * (1 - before) + after * (1 - after)) / n) ** 0.5
+        print(f"\nidentification, RRG - untrained: {100 * (after - before):+.1f} points "
+              f"(standard error {100 * se:.1f} over {n} games, the two taken as independent)")  # fmt: skip
     key = "identification (caption likelihood)"
     print("the same games, the listener's caption likelihood picking the photo's concept: "
           + ", ".join(f"{name} {col['metrics'][key]:.3f}" for name, col in columns.items()))  # fmt: skip
@@ -112,12 +134,12 @@ def main() -> int:
           "that candidate differs in (yes/no P(Yes) | caption likelihood)")  # fmt: skip
     tallies = {(name, how): pairwise_by_label(col[field], answers, labels) for name, col in columns.items()
                for how, field in (("yes/no", "game_p_yes"), ("likelihood", "game_likelihood"))}  # fmt: skip
-    print(f"{'differs in':<16}{'pairs':>6}" + "".join(f"{f'{name} {how}':>24}" for name, how in tallies))
+    print(f"{'differs in':<28}{'pairs':>6}" + "".join(f"{f'{name} {how}':>24}" for name, how in tallies))
     kinds = sorted({k for t in tallies.values() for k in t}, key=lambda k: (k not in ATTRIBUTES, k))
     for kind in kinds:
         pairs = next(t[kind][1] for t in tallies.values() if kind in t)
         cells = "".join(f"{t[kind][0] / t[kind][1]:>24.3f}" if kind in t else f"{'-':>24}" for t in tallies.values())
-        print(f"{kind:<16}{pairs:>6}" + cells)
+        print(f"{kind:<28}{pairs:>6}" + cells)
     print("\ndescriptions naming each attribute right (of the concepts described):")
     print(f"{'attribute':<12}" + "".join(f"{name:>14}" for name in columns))
     named = {name: named_right(col["descriptions"], world.concepts) for name, col in columns.items()}
