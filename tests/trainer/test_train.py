@@ -160,6 +160,23 @@ def test_both_listeners_reward_their_mean(run_dir, tmp_path):
     assert rows["both"]["game_reward"] == pytest.approx(expected, abs=1e-6)
 
 
+def test_lookalikes_choose_the_games_negatives(run_dir, tmp_path):
+    """K = 2: one negative per game, which comes from the concept the look-alikes file names (here always the
+    other category's, which the similarity mining never picks while the category has another concept)."""
+    from trainer.train import setup
+
+    swap = {"mug_red": ["dog_bo"], "mug_blue": ["dog_rex"], "dog_bo": ["mug_blue"], "dog_rex": ["mug_red"]}
+    (tmp_path / "lookalikes.json").write_text(json.dumps(swap))
+    config = load_config(run_dir.parent / "train.yaml", [f"out_dir={tmp_path / 'run'}"])
+    plain = setup(config).games
+    games = setup(replace(config, lookalikes=str(tmp_path / "lookalikes.json"))).games
+    assert [g.target for g in games] == [g.target for g in plain]
+    for game, before in zip(games, plain, strict=True):
+        negative = next(c for j, c in enumerate(game.candidates) if j != game.answer)
+        assert negative.concept == swap[game.target.concept][0]
+        assert next(c for j, c in enumerate(before.candidates) if j != before.answer).category == game.target.category
+
+
 def test_games_cover_each_epoch_once():
     from trainer.train import games_for_step
 
