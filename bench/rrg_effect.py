@@ -11,11 +11,11 @@ target's category whose photos look most like it, which are rarely its look-alik
 `--games lookalike` takes them from its look-alike group first), the listener's caption naming
 the right concept, and the share of descriptions that mention scene, position or pose; then identification
 in the same games by a listener that picks the candidate whose description the photo explains best (caption
-likelihood, `tasks.caption_likelihood`); then, per kind of other candidate (one attribute apart, part and
-mark, two or more including colour or pattern, another category), the share of (game, candidate) pairs in
-which the target's description beat that candidate's on the target photo, under both listeners: where the
-games are lost; then, per attribute (colour, secondary colour, pattern, part, mark), the share of
-descriptions that name it right.
+likelihood, `tasks.caption_likelihood`); then, per kind of other candidate (another category; the main
+colour differs; the same main colour, secondary colour or pattern differs; only part or mark; and the pairs
+one attribute apart), the share of (game, candidate) pairs in which the target's description beat that
+candidate's on the target photo, under both listeners: where the games are lost; then, per attribute
+(colour, secondary colour, pattern, part, mark), the share of descriptions that name it right.
 
 A third column, "ground truth", feeds the same listener the world's own complete description of each concept
 (`attributes.coarse_sentence` + `detailed_sentence`: every attribute named, no context): what a perfect
@@ -39,6 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 COLUMNS = ("untrained", "RRG-trained", "ground truth")
+GROUPS = ("other category", "main colour (and more)", "secondary or pattern, same colour", "only part or mark")
 
 
 def main() -> int:
@@ -128,18 +129,26 @@ def main() -> int:
     key = "identification (caption likelihood)"
     print("the same games, the listener's caption likelihood picking the photo's concept: "
           + ", ".join(f"{name} {col['metrics'][key]:.3f}" for name, col in columns.items()))  # fmt: skip
-    labels = [[difference(g.target.concept, c.concept, world.concepts) for c in g.candidates] for g in data.games]
     answers = [g.answer for g in data.games]
     print("\nthe target's description against each other candidate's, on the target photo: share won, by what "
-          "that candidate differs in (yes/no P(Yes) | caption likelihood)")  # fmt: skip
-    tallies = {(name, how): pairwise_by_label(col[field], answers, labels) for name, col in columns.items()
-               for how, field in (("yes/no", "game_p_yes"), ("likelihood", "game_likelihood"))}  # fmt: skip
-    print(f"{'differs in':<28}{'pairs':>6}" + "".join(f"{f'{name} {how}':>24}" for name, how in tallies))
-    kinds = sorted({k for t in tallies.values() for k in t}, key=lambda k: (k not in ATTRIBUTES, k))
-    for kind in kinds:
-        pairs = next(t[kind][1] for t in tallies.values() if kind in t)
-        cells = "".join(f"{t[kind][0] / t[kind][1]:>24.3f}" if kind in t else f"{'-':>24}" for t in tallies.values())
-        print(f"{kind:<28}{pairs:>6}" + cells)
+          "that candidate differs in (yes/no P(Yes) | caption likelihood); then those one attribute off")  # fmt: skip
+    for fine in (False, True):
+        labels = [[difference(g.target.concept, c.concept, world.concepts, fine) for c in g.candidates]
+                  for g in data.games]  # fmt: skip
+        tallies = {(name, how): pairwise_by_label(col[field], answers, labels) for name, col in columns.items()
+                   for how, field in (("yes/no", "game_p_yes"), ("likelihood", "game_likelihood"))}  # fmt: skip
+        if not fine:
+            print(f"{'differs in':<34}{'pairs':>6}" + "".join(f"{f'{name} {how}':>24}" for name, how in tallies))
+        kinds = ATTRIBUTES if fine else GROUPS
+        for kind in kinds:
+            pairs = next((t[kind][1] for t in tallies.values() if kind in t), 0)
+            if pairs:
+                cells = "".join(f"{t[kind][0] / t[kind][1]:>24.3f}" for t in tallies.values())
+                print(f"{('  only ' if fine else '') + kind:<34}{pairs:>6}" + cells)
+    for name, col in columns.items():
+        lost = lost_by_group(col["game_p_yes"], data.games, world.concepts)
+        print(f"{name}: games the yes/no listener lost, by what its pick differs in: "
+              + ", ".join(f"{k} {v}" for k, v in lost.items()))  # fmt: skip
     print("\ndescriptions naming each attribute right (of the concepts described):")
     print(f"{'attribute':<12}" + "".join(f"{name:>14}" for name in columns))
     named = {name: named_right(col["descriptions"], world.concepts) for name, col in columns.items()}
@@ -181,19 +190,34 @@ def picked_share(scores: list[list[float]], games) -> float:
     return float(np.mean(hits)) if hits else float("nan")
 
 
-def difference(a: str, b: str, concepts: dict) -> str | None:
-    """What concept `b` differs from `a` in: one attribute's name, "part and mark", "2+ incl. colour or pattern"
-    (two or more, at least one of colour, secondary colour and pattern), "other category"; None if the same."""
+def difference(a: str, b: str, concepts: dict, fine: bool = False) -> str | None:
+    """What concept `b` differs from `a` in, None if the same. Coarse: one of `GROUPS`, by what the yes/no
+    listener compares best: the main colour, else secondary colour or pattern, else only part or mark. Fine:
+    the attribute's name when only one differs, else "2+ attributes"."""
     from rrg_local.demo.attributes import differing_attributes
 
     diff = differing_attributes(concepts[a], concepts[b])
     if not diff:
         return None
+    if fine:
+        return diff[0] if len(diff) == 1 else "2+ attributes"
     if "category" in diff:
-        return "other category"
-    if len(diff) == 1:
-        return diff[0]
-    return "part and mark" if set(diff) == {"part", "mark"} else "2+ incl. colour or pattern"
+        return GROUPS[0]
+    if "colour" in diff:
+        return GROUPS[1]
+    return GROUPS[2] if {"secondary", "pattern"} & set(diff) else GROUPS[3]
+
+
+def lost_by_group(scores: list[list[float]], games, concepts: dict) -> dict[str, int]:
+    """Games whose highest-scored candidate is not the answer, counted by what that pick differs in (`GROUPS`)."""
+    import numpy as np
+
+    lost = dict.fromkeys(GROUPS, 0)
+    for row, game in zip(scores, games, strict=True):
+        pick = int(np.argmax(row))
+        if pick != game.answer:
+            lost[difference(game.target.concept, game.candidates[pick].concept, concepts)] += 1
+    return lost
 
 
 def named_right(descriptions: dict, concepts: dict) -> dict[str, float]:
