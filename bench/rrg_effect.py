@@ -79,8 +79,9 @@ def main() -> int:
 
     model = shipped_model(args.model_dir)
     lora = model.manifest["files"].get("lora")
-    if lora is None:
-        print("this build has no RRG LoRA to compare against", file=sys.stderr)
+    if lora is None and "RRG-trained" in chosen:
+        print("this build has no RRG LoRA to compare against (--columns 'untrained,ground truth' needs none)",
+              file=sys.stderr)  # fmt: skip
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         bench = Path(tmp) / "held-out"
@@ -90,7 +91,7 @@ def main() -> int:
         data = eval_data(bench, bench / "categories.csv", all_concepts=True, k=args.k, seed=args.seed,
                          lookalikes=alike)  # fmt: skip
         start = time.monotonic()
-        backend = GGUFBackend.open(model.text, model.mmproj, lora=args.model_dir / lora["path"],
+        backend = GGUFBackend.open(model.text, model.mmproj, lora=args.model_dir / lora["path"] if lora else None,
                                    image_max_tokens=model.image_max_tokens)  # fmt: skip
         try:
             truth = {name: (coarse_sentence(c), detailed_sentence(c) + ".") for name, c in world.concepts.items()
