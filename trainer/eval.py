@@ -328,17 +328,11 @@ def p_yes_matrix(backend: Backend, examples: Sequence[Example], descriptions: di
     return p, names, concepts
 
 
-def evaluate(
-    backend: Backend, examples: Sequence[Example], games: Sequence[Game], descriptions: dict[str, tuple[str, str]]
-) -> Metrics:
-    """All metrics for one column, given its descriptions (from `describe_concepts`)."""
-    return evaluate_games(backend, examples, games, descriptions)[0]
-
-
 def evaluate_games(
     backend: Backend, examples: Sequence[Example], games: Sequence[Game], descriptions: dict[str, tuple[str, str]]
 ) -> tuple[Metrics, list[list[float]]]:
-    """`evaluate`'s metrics and, per game, P(Yes | target photo, each candidate's description) in candidate order."""
+    """All metrics for one column, given its descriptions (from `describe_concepts`), and per game P(Yes | target
+    photo, each candidate's description) in candidate order."""
     p, names, concepts = p_yes_matrix(backend, examples, descriptions)
     col = {n: i for i, n in enumerate(names)}
     row = {e.path: i for i, e in enumerate(examples)}
