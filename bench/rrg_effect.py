@@ -18,7 +18,7 @@ candidate's on the target photo, under both listeners: where the games are lost;
 (colour, secondary colour, pattern, part, mark), the share of descriptions that name it right.
 
 A third column, "ground truth", feeds the same listener the world's own complete description of each concept
-(`attributes.coarse_sentence` + `detailed_sentence`: every attribute named, no context): what a perfect
+(`demo_tasks.describe` in its complete style: every attribute named, no context): what a perfect
 speaker would say, so the listener's ceiling. No speaker can beat it by describing better; how far the
 untrained speaker is below it is all that RRG can win under that listener.
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 import tempfile
 import time
@@ -43,11 +44,11 @@ GROUPS = ("other category", "main colour (and more)", "secondary or pattern, sam
 
 
 def main() -> int:
-    from rrg_local.demo.attributes import ATTRIBUTES, coarse_sentence, detailed_sentence
+    from rrg_local.demo.attributes import ATTRIBUTES
     from rrg_local.demo.run import MODEL_DIR, shipped_model
     from rrg_local.demo.world import LOOKALIKES, generate_benchmark
     from trainer.data import load_lookalikes
-    from trainer.demo_tasks import held_out
+    from trainer.demo_tasks import describe, held_out
     from trainer.eval import (
         GGUFBackend,
         describe_concepts,
@@ -94,8 +95,8 @@ def main() -> int:
         backend = GGUFBackend.open(model.text, model.mmproj, lora=args.model_dir / lora["path"] if lora else None,
                                    image_max_tokens=model.image_max_tokens)  # fmt: skip
         try:
-            truth = {name: (coarse_sentence(c), detailed_sentence(c) + ".") for name, c in world.concepts.items()
-                     if name in {e.concept for e in data.examples}}  # fmt: skip
+            complete = {name: describe(c, random.Random(0), style="complete") for name, c in world.concepts.items()}
+            truth = {e.concept: (complete[e.concept].coarse, complete[e.concept].detailed) for e in data.examples}
             speakers = {
                 "untrained": lambda: describe_concepts(backend, data.examples, False),
                 "RRG-trained": lambda: describe_concepts(backend, data.examples, True),
