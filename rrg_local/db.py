@@ -23,7 +23,8 @@ def utcnow() -> str:
 
 
 def _m001_library(db: sqlite_utils.Database) -> None:
-    db.executescript(
+    _script(
+        db,
         """
         CREATE TABLE photos (
             id INTEGER PRIMARY KEY,
@@ -88,12 +89,13 @@ def _m001_library(db: sqlite_utils.Database) -> None:
             UNIQUE (photo_id, kind)
         );
         CREATE INDEX jobs_kind_state ON jobs(kind, state);
-        """
+        """,
     )
 
 
 def _m002_concepts(db: sqlite_utils.Database) -> None:
-    db.executescript(
+    _script(
+        db,
         """
         CREATE TABLE concepts (
             id INTEGER PRIMARY KEY,
@@ -151,12 +153,13 @@ def _m002_concepts(db: sqlite_utils.Database) -> None:
             PRIMARY KEY (photo_id, concept_id)
         );
         CREATE INDEX tags_concept ON tags(concept_id, status);
-        """
+        """,
     )
 
 
 def _m003_calibrations(db: sqlite_utils.Database) -> None:
-    db.executescript(
+    _script(
+        db,
         """
         CREATE TABLE calibrations (
             concept_id INTEGER PRIMARY KEY REFERENCES concepts(id) ON DELETE CASCADE,
@@ -166,20 +169,21 @@ def _m003_calibrations(db: sqlite_utils.Database) -> None:
             negatives TEXT NOT NULL,            -- JSON: the same on photos known not to show it
             created_at TEXT NOT NULL
         );
-        """
+        """,
     )
 
 
 def _m004_tag_sure(db: sqlite_utils.Database) -> None:
     # A suggestion stage 1 alone decided (`tag_sure_margin`): its margin over every other concept, so that a
     # reviewer sees why a photo with a low stage-2 score was tagged. NULL: stage 2 decided.
-    db.execute("ALTER TABLE tags ADD COLUMN sure REAL")
+    db.conn.execute("ALTER TABLE tags ADD COLUMN sure REAL")
 
 
 def _m005_scene_checks(db: sqlite_utils.Database) -> None:
     # Whether a photo was taken in a scene, as a model judged it (`Asker.scene_check`), kept so that a question
     # about the whole library ("Show me photos at the beach") never asks the model twice about one photo.
-    db.executescript(
+    _script(
+        db,
         """
         CREATE TABLE scene_checks (
             photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
@@ -189,7 +193,7 @@ def _m005_scene_checks(db: sqlite_utils.Database) -> None:
             created_at TEXT NOT NULL,
             PRIMARY KEY (photo_id, model, scene)
         );
-        """
+        """,
     )
 
 
@@ -202,18 +206,40 @@ MIGRATIONS: list[tuple[str, Migration]] = [
 ]
 
 
+def _script(db: sqlite_utils.Database, sql: str) -> None:
+    """Run a migration's statements inside the caller's transaction (`executescript` would commit it first)."""
+    statement = ""
+    for line in sql.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            db.conn.execute(statement)
+            statement = ""
+    if statement.strip():
+        raise ValueError(f"incomplete SQL statement in a migration: {statement.strip()[:80]}")
+
+
 def migrate(db: sqlite_utils.Database) -> list[str]:
-    """Apply the migrations not yet recorded; each one in its own transaction. Returns their names."""
+    """Apply the migrations not yet recorded; each one in its own transaction. Returns their names.
+
+    Each one takes the write lock (`BEGIN IMMEDIATE`) before it checks whether it is recorded, so two processes
+    opening a new library at once (the watcher and `rrg status`) apply it once: the second waits, then skips it.
+    """
     db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
     done = {row[0] for row in db.execute("SELECT name FROM _migrations").fetchall()}
     applied = []
     for name, fn in MIGRATIONS:
         if name in done:
             continue
-        with db.conn:
-            fn(db)
-            db.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", [name, utcnow()])
-        applied.append(name)
+        db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            if db.conn.execute("SELECT 1 FROM _migrations WHERE name = ?", [name]).fetchone() is None:
+                fn(db)
+                db.conn.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", [name, utcnow()])
+                applied.append(name)
+            db.conn.commit()
+        except BaseException:
+            db.conn.rollback()
+            raise
     return applied
 
 
