@@ -302,3 +302,17 @@ def test_word_checks_are_read_at_the_described_words_and_add_their_mean(tmp_path
         extra = 2.0 * sum(c * w for c, w in mine) / sum(w for _, w in mine)
         assert torch.allclose(leaning[i], plain[i] + extra, atol=1e-5)
         assert (samples[i].label == 1) == (not torch.allclose(leaning[i], checked[i], atol=1e-6))
+
+
+def test_speaker_casual_is_the_share_of_casual_descriptions_the_speaker_learns():
+    from rrg_local.vlm.prompts import parse_description
+
+    def casual_share(p: float) -> float:
+        config = small(batch=80, photo_size=64, mix_start=(1, 0, 0, 0), mix_end=(1, 0, 0, 0), speaker_casual=p)
+        batch = dm.draw_batch(random.Random(0), config, 0)
+        assert {s.task for s in batch} == {"speaker"}
+        # A complete description ends with its mark; a casual one with the scene or the pose.
+        return sum(not parse_description(s.target)[1].endswith("mark.") for s in batch) / len(batch)
+
+    assert casual_share(0.0) == 0.0 and casual_share(1.0) == 1.0
+    assert 0.3 < casual_share(0.5) < 0.7 < casual_share(0.9)
