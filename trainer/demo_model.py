@@ -71,9 +71,10 @@ class DemoConfig:
     mix_start: tuple[float, float, float, float] = (0.35, 0.4, 0.17, 0.08)
     mix_end: tuple[float, float, float, float] = (0.2, 0.5, 0.25, 0.05)
     # The speaker task's share of casual descriptions (`demo_tasks.describe`): one or two attributes left out, the
-    # scene or pose added. At 0.5 (the shipped build's) greedy decoding follows the one complete template (its
-    # descriptions mentioned context in 8 % of held-out photos); higher, the untrained speaker writes as real
-    # models do, and only the reference game teaches it which attributes tell a concept from its look-alikes.
+    # scene or pose added. At 0.5 (B1's) greedy decoding follows the one complete template (its descriptions
+    # mentioned context in 8 % of held-out photos); at 0.85 (the shipped build's B2, `BuildConfig.listener`) the
+    # untrained speaker writes as real models do (context in 90 %), and only the reference game teaches it which
+    # attributes tell a concept from its look-alikes.
     speaker_casual: float = 0.5
     hard_start: float = 0.2  # share of look-alike negatives
     hard_end: float = 0.75
