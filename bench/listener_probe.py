@@ -9,6 +9,10 @@ of positives against that kind (0.5: the listener does not see that difference; 
 right photo higher). `--hf` asks a demo build's HF folder instead (bf16, the same prompt and photos, P(Yes)
 read at the answer's decision token): a phase measured before it is exported; it also prints the AUC of the
 word checks (`DemoConfig.match_weight`), each probe scored by its least believed described word at `--layer`.
+`--reasoning` asks as `recognize(reasoning=True)` does (the model first says what it sees, then answers) and
+also prints, per look-alike kind, how often that "I see ..." names the attribute right: the described value on
+the concept's own photo, the look-alike's on the look-alike's photo (`demo_tasks.telling_phrases`). High there
+with an AUC near 0.5: the model sees the difference but its answer does not compare it with the description.
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ def main() -> int:
     from rrg_local.demo.photo import render_photo
     from rrg_local.demo.run import MODEL_DIR, shipped_model
     from rrg_local.demo.scenes import SCENES
+    from rrg_local.vlm.protocol import ImageRef
+    from rrg_local.vlm.tasks import recognize
     from trainer.demo_model import auc
-    from trainer.demo_tasks import listener_probes, word_checks
+    from trainer.demo_tasks import listener_probes, telling_phrases, word_checks
     from trainer.eval import GGUFBackend
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -41,6 +47,7 @@ def main() -> int:
     ap.add_argument("--model-dir", type=Path, default=MODEL_DIR)
     ap.add_argument("--hf", type=Path, help="a demo build's HF folder (RUN/listener/hf) instead of GGUF files")
     ap.add_argument("--layer", type=int, default=2, help="--hf: the layer whose output the word checks read")
+    ap.add_argument("--reasoning", action="store_true", help="reasoning first (GGUF only): what it says it sees")
     args = ap.parse_args()
 
     rng = random.Random(args.seed)
@@ -48,6 +55,7 @@ def main() -> int:
     p_yes: dict[str, list[float]] = defaultdict(list)
     word: dict[str, list[float]] = defaultdict(list)
     words: list[float] = []
+    seen: list[str] = []  # --reasoning: what the model said it sees, per probe
     with tempfile.TemporaryDirectory() as tmp:
         paths, texts = [], []
         for i, probe in enumerate(probes):
@@ -63,7 +71,13 @@ def main() -> int:
             name, values = model.text.name, []
             backend = GGUFBackend.open(model.text, model.mmproj, image_max_tokens=model.image_max_tokens)
             try:
-                values = [backend.p_yes(path, text) for path, text in zip(paths, texts, strict=True)]
+                for path, text in zip(paths, texts, strict=True):
+                    if args.reasoning:
+                        answer = recognize(backend.listener, ImageRef(path), text, reasoning=True)
+                        values.append(answer.p_yes)
+                        seen.append(answer.reasoning)
+                    else:
+                        values.append(backend.p_yes(path, text))
             finally:
                 backend.close()
     for probe, value in zip(probes, values, strict=True):
@@ -82,7 +96,30 @@ def main() -> int:
         extra = f" {auc(own_words, word[kind]):>15.3f} |" if words else ""
         print(f"| {kind:<22} | {len(values):>4} | {sum(values) / len(values):>11.3f} | "
               f"{auc(positives, values):>16.3f} |{extra}")  # fmt: skip
+    if seen:
+        print_seen(probes, seen, telling_phrases)
     return 0
+
+
+def print_seen(probes: list, seen: list[str], telling_phrases) -> None:
+    """Per look-alike kind: how often the reasoning names the described value on the own photo and the
+    look-alike's value on the look-alike's photo (probes of one concept follow its positive)."""
+    own: dict[str, list[bool]] = defaultdict(list)
+    other: dict[str, list[bool]] = defaultdict(list)
+    said = ""
+    for probe, text in zip(probes, seen, strict=True):
+        if probe.kind == "positive":
+            said = text
+        elif probe.kind.startswith("lookalike:"):
+            mine, theirs = telling_phrases(probe.described, probe.shown)
+            own[probe.kind].append(mine in said)
+            other[probe.kind].append(theirs in text)
+    print("\nwhat the reasoning says it sees (share naming the right value)")
+    print(f"| {'look-alike kind':<22} | {'own photo: described value':>26} | {'look-alike photo: its value':>27} |")
+    print(f"|{'-' * 24}|{'-' * 28}|{'-' * 29}|")
+    for kind in sorted(own):
+        print(f"| {kind:<22} | {sum(own[kind]) / len(own[kind]):>26.3f} | "
+              f"{sum(other[kind]) / len(other[kind]):>27.3f} |")  # fmt: skip
 
 
 def hf_p_yes(

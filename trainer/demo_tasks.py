@@ -164,10 +164,37 @@ def matches(described: Concept, named: frozenset[str], truth: PhotoTruth) -> boo
 
 def seen_sentence(concept: Concept, truth: PhotoTruth) -> str:
     """The listener's reasoning: what it sees, complete, and where."""
+    return f"{seen_object(concept)} {SCENE_PHRASES[truth.scene]}."
+
+
+def seen_object(concept: Concept) -> str:
+    """The reasoning's account of the object: "I see a red mug with blue stripes, ... and a star mark"."""
     body = describe(concept, random.Random(0), style="complete").detailed[4:-1]
     thing = f"{concept.colour} {concept.category}"
     body = body.replace(f"{thing} has ", f"{thing} with ", 1).replace(f"{thing} is plain", f"plain {thing}", 1)
-    return f"I see {_article(concept.colour)} {body} {SCENE_PHRASES[truth.scene]}."
+    return f"I see {_article(concept.colour)} {body}"
+
+
+def telling_phrases(a: Concept, b: Concept) -> tuple[str, str]:
+    """What tells `a` from `b` in the listener's reasoning (`seen_object`): the words of `a`'s that `b`'s lacks,
+    and `b`'s that `a`'s lacks (each the span from the first to the last differing word), to check which of
+    the two a model's own "I see ..." names.
+
+    >>> mug = Concept("mug", "red", "blue", "stripes", "square", "star")
+    >>> telling_phrases(mug, replace(mug, mark="heart"))
+    ('star', 'heart')
+    >>> telling_phrases(mug, replace(mug, secondary="green"))
+    ('blue stripes, a square blue', 'green stripes, a square green')
+    >>> telling_phrases(mug, replace(mug, pattern="plain"))
+    ('red mug with blue stripes,', 'plain red mug with')
+    """
+    words = [seen_object(c).split() for c in (a, b)]
+    blocks = difflib.SequenceMatcher(None, *words, autojunk=False).get_opcodes()
+    changed = [op for op in blocks if op[0] != "equal"]
+    if not changed:
+        return "", ""
+    (_, a0, _, b0, _), (_, _, a1, _, b1) = changed[0], changed[-1]
+    return " ".join(words[0][a0:a1]), " ".join(words[1][b0:b1])
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import doctest
 import json
 import random
 from dataclasses import replace
 
 import pytest
 
-from rrg_local.demo.attributes import Concept, describe_truth
+from rrg_local.demo.attributes import Concept, describe_truth, lookalikes
 from rrg_local.vlm import answers, prompts
 from rrg_local.vlm.protocol import ScriptResult
 from trainer import demo_tasks as dt
@@ -141,3 +142,22 @@ def test_listener_probes_differ_from_the_described_concept_as_their_kind_says():
             assert changed and "category" not in changed
         elif p.kind == "other category":
             assert "category" in changed
+
+
+def test_telling_phrases_name_each_lookalikes_change_on_its_side():
+    rng = random.Random(4)
+    for _ in range(60):
+        concept = dt.draw_concept(rng, evaluation=False)
+        for attribute, look in zip(dt.ATTRIBUTES, lookalikes(concept, rng), strict=True):
+            mine, theirs = dt.telling_phrases(concept, look)
+            assert mine and theirs and mine != theirs
+            assert mine in dt.seen_object(concept) and theirs in dt.seen_object(look)
+            if attribute != "part":  # a part's value is a shape ("double"), its phrase says "two ... pockets"
+                assert getattr(concept, attribute) in mine
+                assert getattr(look, attribute) in theirs
+    assert dt.telling_phrases(MUG, MUG) == ("", "")
+
+
+def test_demo_tasks_doctests_pass():
+    result = doctest.testmod(dt)
+    assert result.attempted >= 8 and result.failed == 0
