@@ -13,6 +13,7 @@ subprocess (`python -c` + a small driver) that puts the converter and its `gguf-
 from __future__ import annotations
 
 import ctypes
+import json
 import shutil
 import subprocess
 import sys
@@ -228,28 +229,46 @@ def convert(
 def convert_lora(
     base_hf_dir: Path, adapter_dir: Path, outfile: Path, outtype: str = "f16", *, root: Path | None = None
 ) -> Path:
-    """A peft LoRA adapter -> a GGUF LoRA that llama.cpp applies at load time (`Llama(lora_path=...)`)."""
+    """A peft LoRA adapter -> a GGUF LoRA that llama.cpp applies at load time (`Llama(lora_path=...)`).
+
+    The converter reads the adapter's model card and config for metadata: peft writes the base model's local
+    path there, which would then ship inside the GGUF (as a "https://huggingface.co//home/..." base model) and
+    make the same adapter convert differently from another folder. It converts a copy without them.
+    """
     conv = converter_dir(root)
     if not (conv / LORA_SCRIPT).is_file():
         raise ConverterMissing(f"{conv} has no {LORA_SCRIPT}; run `{FETCH_COMMAND}` again")
     outfile.parent.mkdir(parents=True, exist_ok=True)
-    argv = [
-        sys.executable,
-        str(conv / LORA_SCRIPT),
-        "--base",
-        str(base_hf_dir),
-        "--outfile",
-        str(outfile),
-        "--outtype",
-        outtype,
-        str(adapter_dir),
-    ]
-    proc = subprocess.run(argv, capture_output=True, text=True, cwd=conv)
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = _stage_adapter(Path(adapter_dir), Path(tmp) / "adapter")
+        argv = [
+            sys.executable,
+            str(conv / LORA_SCRIPT),
+            "--base",
+            str(base_hf_dir),
+            "--outfile",
+            str(outfile),
+            "--outtype",
+            outtype,
+            str(staged),
+        ]
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=conv)
     if proc.returncode != 0 or not outfile.is_file():
         outfile.unlink(missing_ok=True)
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
         raise ConversionError(f"llama.cpp LoRA converter failed (exit {proc.returncode}) on {adapter_dir}:\n{tail}")
     return outfile
+
+
+def _stage_adapter(adapter_dir: Path, dest: Path) -> Path:
+    """`dest`: the adapter's weights (linked) and its config without the base model's path; no model card."""
+    dest.mkdir()
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    config.pop("base_model_name_or_path", None)  # the converter is given `--base` instead
+    (dest / "adapter_config.json").write_text(json.dumps(config, indent=1))
+    for weights in adapter_dir.glob("adapter_model.*"):
+        (dest / weights.name).symlink_to(weights.resolve())
+    return dest
 
 
 def quantize(src: Path, dst: Path, qtype: str, *, n_threads: int = 1) -> Path:

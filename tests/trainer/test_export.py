@@ -119,3 +119,21 @@ def test_speaker_scoped_lora_changes_describing_only(run_dir, tiny, settings):
     assert np.abs(got[0] - want_base).max() < 1e-4 and np.abs(got[2] - want_base).max() < 1e-4
     assert np.abs(got[1] - want_lora).max() < 2e-3 and np.abs(got[3] - want_lora).max() < 2e-3
     assert np.abs(want_lora - want_base).max() > 1e-2
+
+
+def test_lora_gguf_carries_no_build_path_and_converts_the_same_from_any_folder(run_dir, tiny, tmp_path):
+    import shutil
+
+    from rrg_local.vlm.gguf_meta import file_sha256, read_metadata
+    from trainer.gguf import convert_lora
+
+    assert str(tiny.hf_dir) in (run_dir / "adapter" / "README.md").read_text()  # peft wrote the local path there
+    moved = tmp_path / "elsewhere" / "adapter"
+    shutil.copytree(run_dir / "adapter", moved)
+    a = convert_lora(tiny.hf_dir, run_dir / "adapter", tmp_path / "a.gguf")
+    b = convert_lora(tiny.hf_dir, moved, tmp_path / "b.gguf")
+    meta = read_metadata(a)
+    assert meta["general.type"] == "adapter" and meta["adapter.type"] == "lora"
+    assert not [k for k, v in meta.items() if "/" in str(v) or k.startswith("general.base_model")]
+    assert file_sha256(a) == file_sha256(b)
+    assert json.loads((run_dir / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"]
