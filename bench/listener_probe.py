@@ -37,7 +37,7 @@ def main() -> int:
     from rrg_local.vlm.protocol import ImageRef
     from rrg_local.vlm.tasks import recognize
     from trainer.demo_model import auc
-    from trainer.demo_tasks import listener_probes, telling_phrases, word_checks
+    from trainer.demo_tasks import listener_probes, word_checks
     from trainer.eval import GGUFBackend
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -97,13 +97,15 @@ def main() -> int:
         print(f"| {kind:<22} | {len(values):>4} | {sum(values) / len(values):>11.3f} | "
               f"{auc(positives, values):>16.3f} |{extra}")  # fmt: skip
     if seen:
-        print_seen(probes, seen, telling_phrases)
+        print_seen(probes, seen)
     return 0
 
 
-def print_seen(probes: list, seen: list[str], telling_phrases) -> None:
+def print_seen(probes: list, seen: list[str]) -> None:
     """Per look-alike kind: how often the reasoning names the described value on the own photo and the
     look-alike's value on the look-alike's photo (probes of one concept follow its positive)."""
+    from trainer.demo_tasks import telling_phrases
+
     own: dict[str, list[bool]] = defaultdict(list)
     other: dict[str, list[bool]] = defaultdict(list)
     said = ""

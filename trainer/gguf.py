@@ -262,6 +262,8 @@ def convert_lora(
 
 def _stage_adapter(adapter_dir: Path, dest: Path) -> Path:
     """`dest`: the adapter's weights (linked) and its config without the base model's path; no model card."""
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise ConversionError(f"not a peft LoRA adapter: {adapter_dir}/adapter_config.json is missing")
     dest.mkdir()
     config = json.loads((adapter_dir / "adapter_config.json").read_text())
     config.pop("base_model_name_or_path", None)  # the converter is given `--base` instead

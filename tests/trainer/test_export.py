@@ -137,3 +137,11 @@ def test_lora_gguf_carries_no_build_path_and_converts_the_same_from_any_folder(r
     assert not [k for k, v in meta.items() if "/" in str(v) or k.startswith("general.base_model")]
     assert file_sha256(a) == file_sha256(b)
     assert json.loads((run_dir / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"]
+
+
+def test_convert_lora_names_a_folder_that_is_no_adapter(tiny, tmp_path):
+    from trainer.gguf import ConversionError, convert_lora
+
+    with pytest.raises(ConversionError, match="not a peft LoRA adapter: .*adapter_config.json is missing"):
+        convert_lora(tiny.hf_dir, tmp_path, tmp_path / "out.gguf")
+    assert not (tmp_path / "out.gguf").exists()
