@@ -23,7 +23,8 @@ speaker would say, so the listener's ceiling. No speaker can beat it by describi
 untrained speaker is below it is all that RRG can win under that listener.
 
 The speakers are the shipped GGUFs: the base (pre-trained only) and the base with the shipped RRG LoRA
-applied at load time (what `rrg demo` runs). `--model-dir` points at another build's shipped folder.
+applied at load time (what `rrg demo` runs). `--model-dir` points at another build's shipped folder, `--lora` at
+another RRG LoRA for the same base.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ def main() -> int:
                     help="negatives: the most similar photos of the target's category (the trainer's mining), or "
                          "its look-alike group's first (one attribute apart), then those")  # fmt: skip
     ap.add_argument("--model-dir", type=Path, default=MODEL_DIR)
+    ap.add_argument("--lora", type=Path, help="the RRG-trained speaker's GGUF LoRA instead of the model's own (one "
+                    "trained on the same base, e.g. by `rrg-train demo-model --from-shipped`)")  # fmt: skip
     ap.add_argument("--columns", default=",".join(COLUMNS),
                     help=f"which of {', '.join(COLUMNS)} to run, comma-separated (each costs a third of the "
                          "time; untrained and ground truth depend only on the base, seed and --games)")  # fmt: skip
@@ -80,7 +83,10 @@ def main() -> int:
 
     model = shipped_model(args.model_dir)
     lora = model.manifest["files"].get("lora")
-    if lora is None and "RRG-trained" in chosen:
+    lora_path = args.lora or (args.model_dir / lora["path"] if lora else None)
+    if args.lora is not None and not args.lora.is_file():
+        ap.error(f"--lora {args.lora}: no such file")
+    if lora_path is None and "RRG-trained" in chosen:
         print("this build has no RRG LoRA to compare against (--columns 'untrained,ground truth' needs none)",
               file=sys.stderr)  # fmt: skip
         return 2
@@ -92,7 +98,7 @@ def main() -> int:
         data = eval_data(bench, bench / "categories.csv", all_concepts=True, k=args.k, seed=args.seed,
                          lookalikes=alike)  # fmt: skip
         start = time.monotonic()
-        backend = GGUFBackend.open(model.text, model.mmproj, lora=args.model_dir / lora["path"] if lora else None,
+        backend = GGUFBackend.open(model.text, model.mmproj, lora=lora_path,
                                    image_max_tokens=model.image_max_tokens)  # fmt: skip
         try:
             complete = {name: describe(c, random.Random(0), style="complete") for name, c in world.concepts.items()}
@@ -126,8 +132,10 @@ def main() -> int:
     if {"untrained", "RRG-trained"} <= set(columns):
         before, after = (columns[c]["metrics"]["identification"] for c in ("untrained", "RRG-trained"))
         se = ((before * (1 - before) + after * (1 - after)) / n) ** 0.5
+        paired = paired_se(*(columns[c]["game_p_yes"] for c in ("untrained", "RRG-trained")), data.games)
         print(f"\nidentification, RRG - untrained: {100 * (after - before):+.1f} points "
-              f"(standard error {100 * se:.1f} over {n} games, the two taken as independent)")  # fmt: skip
+              f"(standard error {100 * se:.1f} over {n} games, the two taken as independent; "
+              f"{100 * paired:.1f} paired, game by game)")  # fmt: skip
     key = "identification (caption likelihood)"
     print("the same games, the listener's caption likelihood picking the photo's concept: "
           + ", ".join(f"{name} {col['metrics'][key]:.3f}" for name, col in columns.items()))  # fmt: skip
@@ -190,6 +198,23 @@ def picked_share(scores: list[list[float]], games) -> float:
 
     hits = [int(np.argmax(row)) == game.answer for row, game in zip(scores, games, strict=True)]
     return float(np.mean(hits)) if hits else float("nan")
+
+
+def paired_se(before: list[list[float]], after: list[list[float]], games) -> float:
+    """The standard error of the difference in identification when both speakers played the same games: of the
+    mean of each game's (won after) - (won before).
+
+    >>> from types import SimpleNamespace as G
+    >>> round(paired_se([[1, 0], [1, 0]], [[1, 0], [0, 1]], [G(answer=0), G(answer=1)]), 3)
+    0.5
+    """
+    import numpy as np
+
+    d = [
+        float(int(np.argmax(b)) == g.answer) - float(int(np.argmax(a)) == g.answer)
+        for a, b, g in zip(before, after, games, strict=True)
+    ]
+    return float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
 
 
 def difference(a: str, b: str, concepts: dict, fine: bool = False) -> str | None:

@@ -58,8 +58,13 @@ def tiny_cmd(out: Path | None, quant: tuple[str, ...]) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="The build folder.")
 @click.option("--ship", is_flag=True, help="Copy the result into rrg_local/demo/model with its manifest.")
 @click.option("--pretrain-only", is_flag=True, help="Stop after stage A, B1 and B2 (a GPU machine).")
+@click.option(
+    "--from-shipped",
+    is_flag=True,
+    help="Skip stage A, B1 and B2: run the RRG stage on the shipped base (its GGUF pair read back) and export.",
+)
 @click.argument("overrides", nargs=-1)
-def demo_model_cmd(out: Path, ship: bool, pretrain_only: bool, overrides: tuple[str, ...]) -> None:
+def demo_model_cmd(out: Path, ship: bool, pretrain_only: bool, from_shipped: bool, overrides: tuple[str, ...]) -> None:
     """Build the demo model: pre-train on the demo world, RRG-train the speaker, export GGUF (resumable).
 
     OVERRIDES are key=value: pretrain.steps=2200, pretrain.batch=32, pretrain.shape.num_layers=4, rrg.steps=120,
@@ -72,6 +77,21 @@ def demo_model_cmd(out: Path, ship: bool, pretrain_only: bool, overrides: tuple[
     except (AttributeError, TypeError, ValueError) as exc:
         raise click.ClickException(f"bad override: {exc}") from exc
     log = lambda line: click.echo(line, err=True)  # noqa: E731
+    if from_shipped and pretrain_only:
+        raise click.ClickException("--from-shipped runs the stages after pre-training only")
+    if from_shipped:
+        from trainer.gguf import ConversionError, ConverterMissing
+        from trainer.gguf_import import GGUFImportError
+
+        pair = (demo_build.SHIPPED / demo_build.TEXT_NAME, demo_build.SHIPPED / demo_build.MMPROJ_NAME)
+        try:
+            record = demo_build.finish(config, out, None, {}, log=log, base_pair=pair)
+        except (ConverterMissing, ConversionError, GGUFImportError, OSError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"text\t{record['text']}\nmmproj\t{record['mmproj']}\nlora\t{record['lora']}")
+        if ship:
+            click.echo(f"shipped\t{demo_build.ship(out)}")
+        return
     if pretrain_only:
         base, timings = demo_build.pretrain_phases(config, out, log=log)
         click.echo(f"base\t{base}\ntimings\t{timings}")
