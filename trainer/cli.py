@@ -77,20 +77,19 @@ def demo_model_cmd(out: Path, ship: bool, pretrain_only: bool, from_shipped: boo
     except (AttributeError, TypeError, ValueError) as exc:
         raise click.ClickException(f"bad override: {exc}") from exc
     log = lambda line: click.echo(line, err=True)  # noqa: E731
-    if from_shipped and pretrain_only:
-        raise click.ClickException("--from-shipped runs the stages after pre-training only")
+    if from_shipped and (pretrain_only or ship):
+        raise click.ClickException("--from-shipped runs the stages after pre-training, and its result is not shipped")
     if from_shipped:
         from trainer.gguf import ConversionError, ConverterMissing
         from trainer.gguf_import import GGUFImportError
 
         pair = (demo_build.SHIPPED / demo_build.TEXT_NAME, demo_build.SHIPPED / demo_build.MMPROJ_NAME)
         try:
-            record = demo_build.finish(config, out, None, {}, log=log, base_pair=pair)
+            base = demo_build.shipped_base(config, out)
+            record = demo_build.finish(config, out, base, {}, log=log, base_pair=pair)
         except (ConverterMissing, ConversionError, GGUFImportError, OSError) as exc:
             raise click.ClickException(str(exc)) from exc
         click.echo(f"text\t{record['text']}\nmmproj\t{record['mmproj']}\nlora\t{record['lora']}")
-        if ship:
-            click.echo(f"shipped\t{demo_build.ship(out)}")
         return
     if pretrain_only:
         base, timings = demo_build.pretrain_phases(config, out, log=log)

@@ -144,41 +144,37 @@ def pretrain_phases(config: BuildConfig, run: Path, log=print) -> tuple[Path, di
     return base, timings
 
 
-def runtime_base(config: BuildConfig, run: Path, text: Path, mmproj: Path) -> Path:
-    """`run/rrg-base/hf`: the pre-trained base as the runtime runs it, read back out of its f16 GGUF pair
+def shipped_base(config: BuildConfig, run: Path, model_dir: Path = SHIPPED) -> Path:
+    """`run/shipped-base/hf`: the shipped base (stage A + B1 + B2) read back out of its f16 GGUF pair
     (`trainer.gguf_import`: the f16 weights, widened exactly; config and tokenizer from `config.pretrain`'s seeded
-    `init`). The RRG stage trains on it, so its frozen listener is the very model `rrg` answers with, and the
-    stage re-run from the shipped GGUF pair (`--from-shipped`) trains the same speaker as a build from nothing."""
+    `init`), so the stages after pre-training can be tried again without the build machine's folders. A build
+    from nothing trains RRG on the f32 base this is the rounding of: re-run so with the shipped settings, the
+    RRG stage ended with the same rewards and a loss equal to 5 digits, not bit for bit (README)."""
     from trainer.demo_model import init_model
     from trainer.gguf_import import hf_from_gguf
 
-    folder = Path(run) / "rrg-base"
+    folder = Path(run) / "shipped-base"
     final = folder / "hf"
     if not (final / "config.json").exists():
-        hf_from_gguf(text, mmproj, init_model(config.pretrain, folder), final)
+        hf_from_gguf(model_dir / TEXT_NAME, model_dir / MMPROJ_NAME, init_model(config.pretrain, folder), final)
     return final
 
 
 def finish(
     config: BuildConfig,
     run: Path,
-    base: Path | None,
+    base: Path,
     timings: dict[str, Any],
     log=print,
     *,
     base_pair: tuple[Path, Path] | None = None,
 ) -> dict:
-    """The stages after pre-training, on the pre-trained HF folder `base` (converted to the f16 GGUF pair that
-    ships), or with `base=None` on the GGUF pair `base_pair` (text, mmproj) alone: the shipped one."""
+    """The stages after pre-training, on the pre-trained HF folder `base`. `base_pair`: its f16 GGUF pair (text,
+    mmproj) where it exists already (the shipped one, for `shipped_base`); else `base` is converted."""
     from trainer.export import export_run
 
-    if base_pair is None:
-        if base is None:
-            raise ValueError("finish needs the pre-trained HF folder or its GGUF pair")
-        base_pair = _base_gguf(base, run)
     start = time.monotonic()
-    rrg_base = runtime_base(config, run, *base_pair)
-    rrg_dir = rrg_stage(config, run, rrg_base, log)
+    rrg_dir = rrg_stage(config, run, base, log)
     timings["rrg_s"] = round(time.monotonic() - start, 1)
     start = time.monotonic()
     exported = export_run(rrg_dir, quant=())
@@ -190,12 +186,11 @@ def finish(
         "timings": timings,
         "pretrain_final": evals[-1] if evals else {},
         "rrg_final": (read_metrics_rrg(rrg_dir) or [{}])[-1],
-        "base_hf": str(base or ""),
-        "rrg_base_hf": str(rrg_base),
-        "from_shipped": base is None,
+        "base_hf": str(base),
+        "from_shipped": base_pair is not None,
         "text": str(exported.text),
         "mmproj": str(exported.mmproj),
-        "base_text": str(base_pair[0]),
+        "base_text": str((base_pair or _base_gguf(base, run))[0]),
         "lora": str(exported.lora),
     }
     (run / "build.json").write_text(json.dumps(record, indent=1) + "\n")
@@ -229,19 +224,11 @@ def ship(run: Path, dest: Path = SHIPPED, *, speaker_only: bool = True) -> Path:
 
     run = Path(run)
     record = json.loads((run / "build.json").read_text())
-    build = {k: record[k] for k in ("config", "timings", "pretrain_final", "rrg_final")}
-    if record.get("from_shipped"):  # stages A, B1 and B2 are those of the model the base came from: keep their record
-        before = json.loads((Path(record["base_text"]).parent / "manifest.json").read_text())["build"]
-        note = before["timings"].get("note", "")
-        rerun = f"the RRG stage re-run {time.strftime('%Y-%m-%d')} from the shipped base's GGUF pair (--from-shipped)"
-        build["timings"] = before["timings"] | record["timings"] | {"note": f"{note}; {rerun}" if note else rerun}
-        build["pretrain_final"] = before["pretrain_final"]
     roles = {"text": (record["base_text"], TEXT_NAME), "mmproj": (record["mmproj"], MMPROJ_NAME),
              "lora": (record["lora"], LORA_NAME)}  # fmt: skip
     dest.mkdir(parents=True, exist_ok=True)
     for src, name in roles.values():
-        if not (dest / name).exists() or not Path(src).samefile(dest / name):
-            shutil.copyfile(src, dest / name)
+        shutil.copyfile(src, dest / name)
     manifest = {
         "name": "rrg-demo",
         "about": "A Qwen2-VL-architecture model trained from scratch on the demo world (rrg_local/demo), then "
@@ -249,7 +236,7 @@ def ship(run: Path, dest: Path = SHIPPED, *, speaker_only: bool = True) -> Path:
         "image_max_tokens": IMAGE_MAX_TOKENS,
         "lora_speaker_only": speaker_only,
         "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "build": build,
+        "build": {k: record[k] for k in ("config", "timings", "pretrain_final", "rrg_final")},
         "versions": toolchain_versions(),
         "files": {
             role: {"path": name, "bytes": (dest / name).stat().st_size, "sha256": file_sha256(dest / name)}

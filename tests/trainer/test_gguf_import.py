@@ -57,9 +57,9 @@ def test_a_file_that_does_not_fit_is_a_one_line_error(tiny, tmp_path):
     assert not (tmp_path / "hf").exists()
 
 
-def test_the_rrg_stage_reruns_on_the_shipped_base_and_ships_with_its_record(tmp_path):
-    """`rrg-train demo-model --from-shipped`: no pre-training; RRG on the shipped GGUF pair read back, whose
-    re-conversion is the shipped text GGUF; `ship` keeps the shipped pre-training record beside the new RRG one."""
+def test_the_rrg_stage_reruns_on_the_shipped_base(tmp_path):
+    """`rrg-train demo-model --from-shipped`: no pre-training; RRG on the shipped GGUF pair read back (its
+    export: the shipped tower, and the shipped text model where the merged LoRA did not change it)."""
     import json
 
     from click.testing import CliRunner
@@ -69,8 +69,9 @@ def test_the_rrg_stage_reruns_on_the_shipped_base_and_ships_with_its_record(tmp_
 
     torch.set_num_threads(1)
     run = tmp_path / "run"
-    refused = CliRunner().invoke(main, ["demo-model", "--out", str(run), "--from-shipped", "--pretrain-only"])
-    assert refused.exit_code != 0 and "pre-training only" in refused.output and not run.exists()
+    for flag in ("--ship", "--pretrain-only"):
+        refused = CliRunner().invoke(main, ["demo-model", "--out", str(run), "--from-shipped", flag])
+        assert refused.exit_code != 0 and "not shipped" in refused.output and not run.exists()
     args = ["demo-model", "--out", str(run), "--from-shipped", "rrg.steps=2", "bench_concepts=6", "rrg.save_every=1"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
@@ -78,18 +79,8 @@ def test_the_rrg_stage_reruns_on_the_shipped_base_and_ships_with_its_record(tmp_
     assert record["from_shipped"] and not (run / "pretrain").exists() and not (run / "listener").exists()
     assert len(demo_build.read_metrics_rrg(run / "rrg")) == 2
     assert record["base_text"] == str(demo_build.SHIPPED / demo_build.TEXT_NAME)
-    # The RRG run's base, exported again: the shipped tower, and the shipped text model but where the LoRA
-    # (merged into this export) changed the layers' matrices.
     a, b = _tensors(record["mmproj"]), _tensors(demo_build.SHIPPED / demo_build.MMPROJ_NAME)
     assert a.keys() == b.keys() and all(np.array_equal(a[n][1], b[n][1]) for n in a)
     a, b = _tensors(record["text"]), _tensors(record["base_text"])
     changed = {n for n in a if not np.array_equal(a[n][1], b[n][1])}
     assert changed and all(n.startswith("blk.") and n.endswith(".weight") and "norm" not in n for n in changed)
-
-    dest = tmp_path / "ship"
-    manifest = json.loads(demo_build.ship(run, dest).read_text())
-    before = json.loads((demo_build.SHIPPED / "manifest.json").read_text())
-    assert manifest["build"]["pretrain_final"] == before["build"]["pretrain_final"]
-    assert manifest["build"]["rrg_final"]["step"] == 2 and "--from-shipped" in manifest["build"]["timings"]["note"]
-    assert manifest["files"]["text"]["sha256"] == before["files"]["text"]["sha256"]
-    assert manifest["files"]["lora"]["sha256"] != before["files"]["lora"]["sha256"]
