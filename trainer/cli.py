@@ -83,10 +83,11 @@ def demo_model_cmd(out: Path, ship: bool, pretrain_only: bool, from_shipped: boo
         from trainer.gguf import ConversionError, ConverterMissing
         from trainer.gguf_import import GGUFImportError
 
-        pair = (demo_build.SHIPPED / demo_build.TEXT_NAME, demo_build.SHIPPED / demo_build.MMPROJ_NAME)
         try:
             base = demo_build.shipped_base(config, out)
-            record = demo_build.finish(config, out, base, {}, log=log, base_pair=pair)
+            record = demo_build.finish(
+                config, out, base, {}, log=log, base_text=demo_build.SHIPPED / demo_build.TEXT_NAME
+            )
         except (ConverterMissing, ConversionError, GGUFImportError, OSError) as exc:
             raise click.ClickException(str(exc)) from exc
         click.echo(f"text\t{record['text']}\nmmproj\t{record['mmproj']}\nlora\t{record['lora']}")

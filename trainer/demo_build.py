@@ -167,10 +167,10 @@ def finish(
     timings: dict[str, Any],
     log=print,
     *,
-    base_pair: tuple[Path, Path] | None = None,
+    base_text: Path | None = None,
 ) -> dict:
-    """The stages after pre-training, on the pre-trained HF folder `base`. `base_pair`: its f16 GGUF pair (text,
-    mmproj) where it exists already (the shipped one, for `shipped_base`); else `base` is converted."""
+    """The stages after pre-training, on the pre-trained HF folder `base`. `base_text`: its f16 text GGUF where it
+    exists already (the shipped one, for `shipped_base`); else `base` is converted."""
     from trainer.export import export_run
 
     start = time.monotonic()
@@ -187,26 +187,24 @@ def finish(
         "pretrain_final": evals[-1] if evals else {},
         "rrg_final": (read_metrics_rrg(rrg_dir) or [{}])[-1],
         "base_hf": str(base),
-        "from_shipped": base_pair is not None,
+        "from_shipped": base_text is not None,
         "text": str(exported.text),
         "mmproj": str(exported.mmproj),
-        "base_text": str((base_pair or _base_gguf(base, run))[0]),
+        "base_text": str(base_text or _base_gguf(base, run)),
         "lora": str(exported.lora),
     }
     (run / "build.json").write_text(json.dumps(record, indent=1) + "\n")
     return record
 
 
-def _base_gguf(base: Path, run: Path) -> tuple[Path, Path]:
-    """The pre-trained (not RRG-trained) model as an f16 GGUF pair (text, mmproj): the shipped base and the
-    frozen listener."""
+def _base_gguf(base: Path, run: Path) -> Path:
+    """The pre-trained (not RRG-trained) model as an f16 GGUF: the shipped base and the frozen listener."""
     from trainer.gguf import convert
 
     dest = run / f"base-gguf-{base.parent.name}"  # one per pre-training phase
-    text, mmproj = dest / "base-f16.gguf", dest / "mmproj-base-f16.gguf"
-    if not (text.exists() and mmproj.exists()):
+    if not (dest / "base-f16.gguf").exists():
         convert(base, dest, "f16", name="base", fallback_pre="qwen2")
-    return text, mmproj
+    return dest / "base-f16.gguf"
 
 
 def read_metrics_rrg(rrg_dir: Path) -> list[dict]:
