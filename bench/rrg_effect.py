@@ -196,8 +196,15 @@ def picked_share(scores: list[list[float]], games) -> float:
     """Share of games whose highest-scored candidate is the answer (ties: first)."""
     import numpy as np
 
-    hits = [int(np.argmax(row)) == game.answer for row, game in zip(scores, games, strict=True)]
+    hits = won(scores, games)
     return float(np.mean(hits)) if hits else float("nan")
+
+
+def won(scores: list[list[float]], games) -> list[bool]:
+    """Per game, whether its highest-scored candidate is the answer (ties: first)."""
+    import numpy as np
+
+    return [int(np.argmax(row)) == game.answer for row, game in zip(scores, games, strict=True)]
 
 
 def paired_se(before: list[list[float]], after: list[list[float]], games) -> float:
@@ -210,10 +217,7 @@ def paired_se(before: list[list[float]], after: list[list[float]], games) -> flo
     """
     import numpy as np
 
-    d = [
-        float(int(np.argmax(b)) == g.answer) - float(int(np.argmax(a)) == g.answer)
-        for a, b, g in zip(before, after, games, strict=True)
-    ]
+    d = [float(b) - float(a) for a, b in zip(won(before, games), won(after, games), strict=True)]
     return float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
 
 
