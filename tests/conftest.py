@@ -16,6 +16,9 @@ from rrg_local.config import Settings, load_settings
 from rrg_local.db import open_db
 from rrg_local.vlm.llama import LlamaConfig, LlamaVisionModel
 
+# No test downloads: the Hugging Face hub client stays offline in this process (and its subprocesses).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 
 @pytest.fixture(autouse=True)
 def rrg_home(tmp_path_factory, monkeypatch) -> Path:
