@@ -28,6 +28,8 @@ TEXT_NAME = "rrg-demo-text-f16.gguf"
 MMPROJ_NAME = "rrg-demo-mmproj-f16.gguf"
 LORA_NAME = "rrg-demo-speaker-lora-f16.gguf"
 IMAGE_MAX_TOKENS = 16
+# The RRG stage's `TrainConfig` fields the build sets itself (`rrg_stage`); `rrg.*` overrides the others.
+RRG_FIXED = frozenset({"base", "data_root", "categories", "out_dir", "device", "lookalikes", "db"})
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ class BuildConfig:
 def rrg_stage(config: BuildConfig, run: Path, base: Path, log=print) -> Path:
     """Write the training benchmark (if missing) and run (or resume) RRG training; returns the run folder."""
     from rrg_local.demo.world import LOOKALIKES, generate_benchmark
-    from trainer.config import TrainConfig
+    from trainer.config import from_mapping
     from trainer.demo_tasks import held_out
     from trainer.train import train
 
@@ -109,15 +111,19 @@ def rrg_stage(config: BuildConfig, run: Path, base: Path, log=print) -> Path:
             accept=lambda c: not held_out(c),
         )
         tmp.rename(bench)
-    train_config = TrainConfig(
-        base=str(base),
-        data_root=str(bench),
-        categories=str(bench / "categories.csv"),
-        out_dir=str(run / "rrg"),
-        seed=config.pretrain.seed,
-        device="cpu",
-        lookalikes=str(bench / LOOKALIKES) if config.lookalike_games else "",
-        **config.rrg,
+    # `rrg.seed=N` (the build's seed by default) runs another RRG stage on the same base and benchmark; every
+    # `rrg.*` value is read as `TrainConfig` reads an override, and an unknown key is one `ConfigError`.
+    settings = {"seed": config.pretrain.seed, **config.rrg}
+    train_config = from_mapping(
+        {
+            "base": str(base),
+            "data_root": str(bench),
+            "categories": str(bench / "categories.csv"),
+            "out_dir": str(run / "rrg"),
+            "device": "cpu",
+            "lookalikes": str(bench / LOOKALIKES) if config.lookalike_games else "",
+            **settings,
+        }
     )
     log(f"RRG stage: {train_config.steps} steps in {train_config.out_dir}")
     return train(train_config)
@@ -247,9 +253,16 @@ def ship(run: Path, dest: Path = SHIPPED, *, speaker_only: bool = True) -> Path:
 
 
 def config_with(pairs: tuple[str, ...]) -> BuildConfig:
-    """`key=value` overrides: `pretrain.steps=100`, `rrg.steps=10`, `bench_concepts=12`."""
+    """`key=value` overrides: `pretrain.steps=100`, `rrg.steps=10`, `rrg.seed=1`, `bench_concepts=12`; an `rrg.*`
+    key that is no `TrainConfig` field (or one the build sets, `RRG_FIXED`) or a value of the wrong type is a
+    `ConfigError` here, before any stage runs."""
+    import typing
+
+    from trainer.config import ConfigError, TrainConfig, coerce
     from trainer.demo_model import with_overrides
 
+    hints = typing.get_type_hints(TrainConfig)
+    open_keys = sorted(set(hints) - RRG_FIXED)
     config = BuildConfig()
     pre, listener, rrg, top = [], [], dict(config.rrg), {}
     for pair in pairs:
@@ -260,7 +273,9 @@ def config_with(pairs: tuple[str, ...]) -> BuildConfig:
             listener.append(f"{key.removeprefix('listener.')}={value}")
         elif key.startswith("rrg."):
             name = key.removeprefix("rrg.")
-            rrg[name] = type(config.rrg[name])(value) if name in config.rrg else value
+            if name not in hints or name in RRG_FIXED:
+                raise ConfigError(f"rrg.{name}: not an RRG setting the build leaves open ({', '.join(open_keys)})")
+            rrg[name] = coerce(f"rrg.{name}", value, hints[name])
         else:
             top[key] = type(getattr(config, key))(value)
     phase2 = with_overrides(config.listener, listener) if config.listener is not None else None

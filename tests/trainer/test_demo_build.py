@@ -1,0 +1,33 @@
+"""`trainer.demo_build`'s overrides: what `rrg-train demo-model ... key=value` accepts, read before any stage runs."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from trainer.config import ConfigError
+from trainer.demo_build import BuildConfig, config_with
+
+
+def test_rrg_overrides_are_typed_as_the_trainer_reads_them():
+    config = config_with(("rrg.seed=3", "rrg.lr=3e-4", "rrg.steps=12", "bench_concepts=144", "listener.steps=7"))
+    assert config.rrg["seed"] == 3 and config.rrg["lr"] == 3e-4 and config.rrg["steps"] == 12
+    assert config.bench_concepts == 144 and config.listener.steps == 7
+    assert {k: v for k, v in config.rrg.items() if k not in ("seed", "lr", "steps")} == {
+        k: v for k, v in BuildConfig().rrg.items() if k not in ("lr", "steps")
+    }
+
+
+@pytest.mark.parametrize(
+    ("override", "says"),
+    [("rrg.sed=1", "rrg.sed: not an RRG setting"), ("rrg.base=/x", "rrg.base: not an RRG setting"),
+     ("rrg.steps=1.5", "rrg.steps: cannot read '1.5' as int")],
+)  # fmt: skip
+def test_a_wrong_rrg_override_is_refused_before_anything_runs(tmp_path, override, says):
+    with pytest.raises(ConfigError, match=says):
+        config_with((override,))
+    from trainer.cli import main
+
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, ["demo-model", "--out", str(run), override])
+    assert result.exit_code != 0 and f"bad override: {says}" in result.output and not run.exists()
