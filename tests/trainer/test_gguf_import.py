@@ -72,12 +72,14 @@ def test_the_rrg_stage_reruns_on_the_shipped_base(tmp_path):
     for flag in ("--ship", "--pretrain-only"):
         refused = CliRunner().invoke(main, ["demo-model", "--out", str(run), "--from-shipped", flag])
         assert refused.exit_code != 0 and "not shipped" in refused.output and not run.exists()
-    args = ["demo-model", "--out", str(run), "--from-shipped", "rrg.steps=2", "bench_concepts=6", "rrg.save_every=1"]
+    args = ["demo-model", "--out", str(run), "--from-shipped", "rrg.steps=2", "bench_concepts=6", "rrg.save_every=1",
+            "rrg.seed=5"]  # fmt: skip
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     record = json.loads((run / "build.json").read_text())
     assert record["from_shipped"] and not (run / "pretrain").exists() and not (run / "listener").exists()
     assert len(demo_build.read_metrics_rrg(run / "rrg")) == 2
+    assert json.loads((run / "rrg" / "run.json").read_text())["config"]["seed"] == 5  # `rrg.seed`: another RRG run
     assert record["base_text"] == str(demo_build.SHIPPED / demo_build.TEXT_NAME)
     a, b = _tensors(record["mmproj"]), _tensors(demo_build.SHIPPED / demo_build.MMPROJ_NAME)
     assert a.keys() == b.keys() and all(np.array_equal(a[n][1], b[n][1]) for n in a)

@@ -10,13 +10,14 @@ import sys
 import pytest
 
 from rrg_local.demo import run as demo_run
+from tests.netguard import attempts, guarded_env
 
 RRG = [sys.executable, "-m", "rrg_local.cli"]
 pytest.importorskip("llama_cpp")
 
 
-def rrg(*args):
-    out = subprocess.run([*RRG, *args], capture_output=True, text=True, timeout=900)
+def rrg(*args, env=None):
+    out = subprocess.run([*RRG, *args], capture_output=True, text=True, timeout=900, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
 
@@ -43,11 +44,14 @@ def test_damaged_shipped_model_is_refused_with_one_line(tmp_path):
         demo_run.shipped_model(tmp_path)
 
 
-def test_rrg_demo_tags_the_library_and_answers(rrg_home):
+def test_rrg_demo_tags_the_library_and_answers(rrg_home, tmp_path):
     import os
     import sqlite3
 
-    out = rrg("demo")
+    net = tmp_path / "network.log"
+    out = rrg("demo", env=guarded_env(net))
+    # Privacy: the whole main job, model and all, looks up and connects to no other machine.
+    assert attempts(net) == []
     home = rrg_home / "demo"
     # The library: generated, indexed, the truncated JPEG reported and skipped (the text file is not an image).
     m = re.search(r"indexed (\d+) photos .* \(1 bad file", out)
