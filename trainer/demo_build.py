@@ -198,9 +198,31 @@ def finish(
         "mmproj": str(exported.mmproj),
         "base_text": str(base_text or _base_gguf(base, run)),
         "lora": str(exported.lora),
+        "machine": machine(),
     }
     (run / "build.json").write_text(json.dumps(record, indent=1) + "\n")
     return record
+
+
+def machine() -> str:
+    """The CPU this process runs on, for the build record: the same code and seeds give other floats on another
+    CPU (oneDNN picks its kernels by CPU; a from-nothing build on another VM ended stage A 0.01 off the shipped).
+
+    >>> "cores" in machine()
+    True
+    """
+    import os
+    import platform
+
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.partition(":")[2].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores"
 
 
 def _base_gguf(base: Path, run: Path) -> Path:
@@ -224,7 +246,7 @@ def ship(run: Path, dest: Path = SHIPPED, *, speaker_only: bool = True) -> Path:
     `speaker_only`: the runtime applies the LoRA to describing only (the listener stays the base, as in
     training); otherwise to every call.
     """
-    from trainer.cache import toolchain_versions
+    from trainer.cache import package_version, toolchain_versions
 
     run = Path(run)
     record = json.loads((run / "build.json").read_text())
@@ -241,7 +263,9 @@ def ship(run: Path, dest: Path = SHIPPED, *, speaker_only: bool = True) -> Path:
         "lora_speaker_only": speaker_only,
         "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "build": {k: record[k] for k in ("config", "timings", "pretrain_final", "rrg_final")},
-        "versions": toolchain_versions(),
+        # Beside the toolchain: the photo renderer's packages (the pixels every stage trains on), and the machine.
+        "versions": toolchain_versions() | {name: package_version(name) for name in ("pillow", "numpy")},
+        "machine": record.get("machine", "not recorded"),
         "files": {
             role: {"path": name, "bytes": (dest / name).stat().st_size, "sha256": file_sha256(dest / name)}
             for role, (_, name) in roles.items()

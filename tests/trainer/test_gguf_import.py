@@ -86,3 +86,10 @@ def test_the_rrg_stage_reruns_on_the_shipped_base(tmp_path):
     a, b = _tensors(record["text"]), _tensors(record["base_text"])
     changed = {n for n in a if not np.array_equal(a[n][1], b[n][1])}
     assert changed and all(n.startswith("blk.") and n.endswith(".weight") and "norm" not in n for n in changed)
+    # `ship` to another folder: a manifest the runtime's loader accepts, with what the floats depend on.
+    from rrg_local.demo.run import shipped_model
+
+    manifest = json.loads(demo_build.ship(run, tmp_path / "shipped").read_text())
+    assert shipped_model(tmp_path / "shipped").text == tmp_path / "shipped" / demo_build.TEXT_NAME
+    assert manifest["machine"] == record["machine"] and "cores" in manifest["machine"]
+    assert {"torch", "transformers", "pillow", "numpy"} <= manifest["versions"].keys()
