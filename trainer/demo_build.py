@@ -205,8 +205,8 @@ def finish(
 
 
 def machine() -> str:
-    """The CPU this process runs on, for the build record: the same code and seeds give other floats on another
-    CPU (oneDNN picks its kernels by CPU; a from-nothing build on another VM ended stage A 0.01 off the shipped).
+    """The CPU this process runs on, for the build record: a from-nothing build on another day's VM (and with a
+    newer transformers) ended stage A 0.01 off the shipped one, and the CPU is one of the two suspects.
 
     >>> "cores" in machine()
     True
