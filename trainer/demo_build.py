@@ -22,6 +22,7 @@ from typing import Any
 from rrg_local.vlm.gguf_meta import file_sha256
 from trainer.demo_model import DemoConfig, pretrain, read_metrics
 from trainer.demo_vision import VisionConfig
+from trainer.hardware import machine
 
 SHIPPED = Path(__file__).resolve().parent.parent / "rrg_local" / "demo" / "model"
 TEXT_NAME = "rrg-demo-text-f16.gguf"
@@ -202,27 +203,6 @@ def finish(
     }
     (run / "build.json").write_text(json.dumps(record, indent=1) + "\n")
     return record
-
-
-def machine() -> str:
-    """The CPU this process runs on, for the build record: a from-nothing build on another day's VM (and with a
-    newer transformers) ended stage A 0.01 off the shipped one, and the CPU is one of the two suspects.
-
-    >>> "cores" in machine()
-    True
-    """
-    import os
-    import platform
-
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.partition(":")[2].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores"
 
 
 def _base_gguf(base: Path, run: Path) -> Path:

@@ -28,6 +28,7 @@ from typing import Any
 from trainer import demo_tasks
 from trainer.demo_vision import VisionConfig, train_vision
 from trainer.fast_vision import attention_kernel, speed_up_vision
+from trainer.hardware import native_bf16
 from trainer.prefetch import Prefetcher
 from trainer.tiny import TinyConfig, build_tiny
 
@@ -101,7 +102,9 @@ class DemoConfig:
     # mark from another (`bench/match_probe.py`: 0.46-0.50), where the pattern word's does from layer 2 (0.90).
     match_false_weight: float = 1.0
     micro_batches: int = 2  # the batch, sorted by length, in this many passes (less padding, same gradient)
-    bf16: bool = True  # autocast: 1.75x faster on this CPU (AVX512-BF16), loss equal to 1e-5
+    # bf16 autocast where the hardware computes bf16 (`trainer.hardware.native_bf16`: 1.75x faster on a CPU with
+    # AVX512-BF16, loss equal to 1e-5); elsewhere f32: emulated bf16 was 1.5-7.6x slower than f32 there.
+    bf16: bool = True
     # `trainer.fast_vision`: the tower's patch embedding as a matrix product, its attention batched over photos
     # of one size, the math SDPA kernel on a CPU: a stage-A step 2.5-3.6x and a B step 1.1-1.2x faster there
     # (`bench/fast_forwards.py`, `bench/stage_a.py --stock`).
@@ -573,6 +576,9 @@ def pretrain(config: DemoConfig, run_dir: Path, *, log: Any = print, stop_after:
     if (final / "config.json").exists():  # this phase finished (e.g. on another machine): nothing left to do
         return final
     torch.set_num_threads(config.threads)
+    bf16 = config.bf16 and native_bf16(config.device)
+    if config.bf16 and not bf16:
+        log(f"f32: no bf16 instructions on this {config.device}, where bf16 autocast runs far slower")
     init = init_model(config, run_dir)
     ckpt = run_dir / "checkpoint"
     start_from = ckpt if ckpt.exists() else Path(config.warm_start) if config.warm_start else init
@@ -587,7 +593,7 @@ def pretrain(config: DemoConfig, run_dir: Path, *, log: Any = print, stop_after:
             log(f"stage A: vision tower, {config.vision.steps} steps")
             (run_dir / "vision_metrics.jsonl").unlink(missing_ok=True)
             state = train_vision(model, encoder.proc, config.vision, seed=config.seed, photo_size=config.photo_size,
-                                 bf16=config.bf16, run_dir=run_dir, log=log, fast=config.fast_forwards)  # fmt: skip
+                                 bf16=bf16, run_dir=run_dir, log=log, fast=config.fast_forwards)  # fmt: skip
             torch.save(state, run_dir / "vision.tmp")
             (run_dir / "vision.tmp").rename(vision)
         model.model.visual.load_state_dict(torch.load(vision))
@@ -628,7 +634,7 @@ def pretrain(config: DemoConfig, run_dir: Path, *, log: Any = print, stop_after:
                 per_sample, _ = answer_loss(
                     model,
                     encoder(chunk, model),
-                    bf16=config.bf16,
+                    bf16=bf16,
                     decision_weight=config.decision_weight,
                     decision_apart=config.decision_apart,
                     match_weight=config.match_weight,
@@ -651,7 +657,7 @@ def pretrain(config: DemoConfig, run_dir: Path, *, log: Any = print, stop_after:
             }
             out_of_time = bool(config.time_limit_s) and elapsed > config.time_limit_s
             if step % config.eval_every == 0 or step == config.steps or out_of_time:
-                row.update(evaluate(model, encoder, held_out, bf16=config.bf16, match_layer=config.match_layer))
+                row.update(evaluate(model, encoder, held_out, bf16=bf16, match_layer=config.match_layer))
                 log(json.dumps(row))
             with metrics.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")

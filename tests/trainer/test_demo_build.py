@@ -31,3 +31,22 @@ def test_a_wrong_rrg_override_is_refused_before_anything_runs(tmp_path, override
     run = tmp_path / "run"
     result = CliRunner().invoke(main, ["demo-model", "--out", str(run), override])
     assert result.exit_code != 0 and f"bad override: {says}" in result.output and not run.exists()
+
+
+def test_the_build_record_names_the_cpu_features_and_caps_that_choose_its_kernels(monkeypatch):
+    # The same short build differs in its floats with oneDNN capped below the CPU's AVX512-BF16 and not across
+    # transformers / Pillow / NumPy versions: the record must say which instruction sets and caps were in force.
+    from pathlib import Path
+
+    from trainer.hardware import ISA_FLAGS, machine
+
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    record = machine()
+    assert record.endswith("ONEDNN_MAX_CPU_ISA=AVX2") and "ATEN_CPU_CAPABILITY" not in record
+    cpu = Path("/proc/cpuinfo").read_text()
+    flags = set(next(line for line in cpu.splitlines() if line.startswith("flags")).partition(":")[2].split())
+    for flag in ISA_FLAGS:
+        assert (f" {flag}" in f" {record.replace(',', ' ')}") == (flag in flags), flag
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    assert "ONEDNN" not in machine()

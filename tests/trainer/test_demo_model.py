@@ -316,3 +316,28 @@ def test_speaker_casual_is_the_share_of_casual_descriptions_the_speaker_learns()
 
     assert casual_share(0.0) == 0.0 and casual_share(1.0) == 1.0
     assert 0.3 < casual_share(0.5) < 0.7 < casual_share(0.9)
+
+
+def test_bf16_autocast_runs_only_where_the_cpu_computes_bf16(tmp_path, monkeypatch):
+    # Emulated bf16 (no bf16 instructions, or oneDNN capped below them) ran a short build 1.5-7.6x slower than f32:
+    # there the build trains in f32, says so, and makes the f32 run's weights.
+    from safetensors.torch import load_file
+
+    from trainer.hardware import native_bf16
+
+    def weights(run):
+        return load_file(run / "hf" / "model.safetensors")
+
+    said = []
+    f32 = dm.pretrain(small(steps=2, bf16=False), tmp_path / "f32", log=lambda _: None).parent
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert not native_bf16("cpu")
+    capped = dm.pretrain(small(steps=2, bf16=True), tmp_path / "capped", log=said.append).parent
+    assert any(line.startswith("f32: no bf16 instructions") for line in said)
+    assert all(torch.equal(a, weights(capped)[k]) for k, a in weights(f32).items())
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    if native_bf16("cpu"):  # this CPU has bf16 instructions: the autocast runs, and rounds otherwise
+        said.clear()
+        fast = dm.pretrain(small(steps=2, bf16=True), tmp_path / "bf16", log=said.append).parent
+        assert not any(line.startswith("f32:") for line in said)
+        assert not all(torch.equal(a, weights(fast)[k]) for k, a in weights(f32).items())
