@@ -713,9 +713,11 @@ def plot_curves(run_dir: Path) -> Path | None:
         return None
     vision_path = Path(run_dir) / "vision_metrics.jsonl"
     vision = [json.loads(x) for x in vision_path.read_text().splitlines() if x.strip()] if vision_path.exists() else []
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
-    a, b, c = axes
+    # A later phase (no stage A of its own) gets the two stage-B panels only.
+    fig, axes = plt.subplots(1, 3 if vision else 2, figsize=(16 if vision else 11, 4))
+    b, c = axes[-2:]
     if vision:
+        a = axes[0]
         held = [r for r in vision if "held_acc_category" in r]
         window = 20  # training-batch accuracies are noisy: a running mean
         for key in ("category", "colour", "secondary", "pattern", "part", "mark", "scene"):

@@ -178,6 +178,12 @@ def test_a_warm_started_phase_with_another_seed_keeps_the_tokenizer_it_starts_fr
     assert dm.Encoder(out).ids(text) == dm.Encoder(first).ids(text)
     fresh = dm.init_model(small(seed=1), tmp_path / "c")  # what the phase used to tokenize with
     assert dm.Encoder(fresh).ids(text) != dm.Encoder(first).ids(text)
+    # Its curves: the two stage-B panels, not an empty stage-A one beside them (the first phase has all three).
+    pytest.importorskip("matplotlib")
+    from PIL import Image
+
+    panels = {run: Image.open(tmp_path / run / "curves.png").width for run in ("a", "b")}
+    assert panels["b"] < 0.75 * panels["a"], panels
 
 
 def test_answer_logliks_are_the_summed_log_probability_of_each_answer(tmp_path):
