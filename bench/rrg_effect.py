@@ -6,9 +6,13 @@ them, the RRG stage's benchmark excludes them), in look-alike groups (same categ
 Each speaker describes every concept from its first photo; the same listener, the shipped base model
 through llama.cpp, then scores every photo against every description. Printed side by side:
 recognition accuracy on positives / negatives / their mean, identification among K (the target photo's
-concept against K-1 other concepts: by default the trainer's mining, `mine_games`, the concepts of the
-target's category whose photos look most like it, which are rarely its look-alikes: scenes dominate pixels;
-`--games lookalike` takes them from its look-alike group first), the listener's caption naming
+concept against K-1 other concepts, as tagging asks: which description fits this photo?), game identification
+(the same games the other way round, as `trainer.train` plays them and the paper's listener does: the
+target's description against the K candidate photos, which photo fits it?, on the games whose candidates
+leave out the photo each concept was described from; the games' negatives are by
+default the trainer's mining, `mine_games`, the concepts of the target's category whose photos look most like
+it, which are rarely its look-alikes: scenes dominate pixels; `--games lookalike` takes them from its
+look-alike group first), the listener's caption naming
 the right concept, and the share of descriptions that mention scene, position or pose; then identification
 in the same games by a listener that picks the candidate whose description the photo explains best (caption
 likelihood, `tasks.caption_likelihood`); then, per kind of other candidate (another category; the main
@@ -136,6 +140,12 @@ def main() -> int:
         print(f"\nidentification, RRG - untrained: {100 * (after - before):+.1f} points "
               f"(standard error {100 * se:.1f} over {n} games, the two taken as independent; "
               f"{100 * paired:.1f} paired, game by game)")  # fmt: skip
+        before, after = (columns[c]["metrics"]["game_identification"] for c in ("untrained", "RRG-trained"))
+        m = columns["untrained"]["metrics"]["game_games"]
+        se = ((before * (1 - before) + after * (1 - after)) / m) ** 0.5
+        print(f"game identification (the target's description, the K candidate photos: the game RRG plays; the "
+              f"{m} games without the described photo among them), RRG - untrained: {100 * (after - before):+.1f} "
+              f"points (standard error {100 * se:.1f})")  # fmt: skip
     key = "identification (caption likelihood)"
     print("the same games, the listener's caption likelihood picking the photo's concept: "
           + ", ".join(f"{name} {col['metrics'][key]:.3f}" for name, col in columns.items()))  # fmt: skip

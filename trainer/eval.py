@@ -42,7 +42,10 @@ from trainer.fast_vision import speed_up_vision
 from trainer.grpo import ANSWER_PREFIX
 from trainer.grpo import hf_chat as _hf_chat
 
-METRICS = ("positive", "negative", "weighted", "identification", "captioning", "context")
+METRICS = (
+    "positive", "negative", "weighted", "identification", "game_identification", "game_identification_centred",
+    "captioning", "context",
+)  # fmt: skip
 # What a description of the object should leave out: where it is (scene, position) and how (pose, occlusion).
 CONTEXT = re.compile(
     r"\b(beach|grass|kitchen|snow|living room|street|sofa|floor|table|background|outdoors?|indoors?|left|right|"
@@ -61,6 +64,15 @@ class Metrics:
     n_pairs: int
     n_games: int
     context: float | None = None  # share of descriptions that mention scene, position or pose
+    # The reference game as RRG plays it (`trainer.train`): the target's description against the K candidate
+    # photos, argmax of P(Yes | photo, description), on the games whose candidates do not include the photo the
+    # description was written from. `identification` is the other way round (tagging's): the target photo
+    # against each candidate concept's description.
+    game_identification: float | None = None
+    game_games: int | None = None  # how many games that is
+    # The same games with each photo's P(Yes) logits centred on that photo's mean over every described concept:
+    # a listener that knows how readily each photo draws a Yes, whatever it is asked.
+    game_identification_centred: float | None = None
 
 
 def context_share(descriptions: Sequence[tuple[str, str]]) -> float:
@@ -101,6 +113,20 @@ def identification_accuracy(
     """
     p = np.asarray(p_yes, dtype=np.float64)
     hits = [int(np.argmax(p[t, list(c)])) == a for t, c, a in zip(targets, candidates, answers, strict=True)]
+    return float(np.mean(hits)) if hits else float("nan")
+
+
+def game_accuracy(p_yes: np.ndarray, describer: Sequence[int], photos: Sequence[Sequence[int]], answers: Sequence[int]
+                  ) -> float:  # fmt: skip
+    """Share of games whose argmax of P(Yes | candidate photo, the target's description) is the answer (ties:
+    first): `p_yes` of shape (photos, concepts), per game the target concept's column and the candidates' rows.
+
+    >>> p = np.array([[0.9, 0.1], [0.6, 0.8], [0.7, 0.3]])
+    >>> round(game_accuracy(p, [0, 1, 1], [[0, 1], [0, 1], [2, 0]], [0, 1, 1]), 3)  # the third picks row 2
+    0.667
+    """
+    p = np.asarray(p_yes, dtype=np.float64)
+    hits = [int(np.argmax(p[list(r), c])) == a for c, r, a in zip(describer, photos, answers, strict=True)]
     return float(np.mean(hits)) if hits else float("nan")
 
 
@@ -340,12 +366,22 @@ def evaluate_games(
     cands = [[col[c.concept] for c in g.candidates] for g in games]
     targets = [row[g.target.path] for g in games]
     ident = identification_accuracy(p, targets, cands, [g.answer for g in games])
+    # The game's way round, on the games whose candidates leave out the photo each concept was described from
+    # (`reference_photos`): there the description's scene or pose would point at that very photo.
+    described = {e.path for e in reference_photos(examples).values()}
+    clean = [g for g in games if not any(c.path in described and c.concept == g.target.concept for c in g.candidates)]
+    game = ([col[g.target.concept] for g in clean], [[row[c.path] for c in g.candidates] for g in clean],
+            [g.answer for g in clean])  # fmt: skip
+    game_ident = game_accuracy(p, *game)
+    logits = np.log(np.clip(p, 1e-6, 1 - 1e-6)) - np.log(np.clip(1 - p, 1e-6, 1 - 1e-6))
+    game_centred = game_accuracy(logits - logits.mean(axis=1, keepdims=True), *game)
     captions = [backend.caption(g.target.path, [concepts[i] for i in c]) for g, c in zip(games, cands, strict=True)]
     hits = [caption_hit(cap, g.target.concept) for g, cap in zip(games, captions, strict=True) if cap is not None]
     captioning = float(np.mean(hits)) if hits and len(hits) == len(games) else None
     metrics = Metrics(
-        pos, neg, weighted, ident, captioning, int(p.size), len(games), context_share(list(descriptions.values()))
-    )
+        pos, neg, weighted, ident, captioning, int(p.size), len(games), context_share(list(descriptions.values())),
+        game_ident, len(clean), game_centred,
+    )  # fmt: skip
     return metrics, [[float(p[t, c]) for c in cs] for t, cs in zip(targets, cands, strict=True)]
 
 
@@ -386,13 +422,14 @@ def run_columns(backend: Backend, data: EvalData, label: str = "", trained: bool
 def format_table(columns: dict[str, dict]) -> str:
     names = list(columns)
     width = max(12, *(len(n) for n in names))
-    lines = ["metric".ljust(16) + "".join(n.rjust(width + 2) for n in names)]
+    label = max(16, *(len(m) + 1 for m in METRICS))
+    lines = ["metric".ljust(label) + "".join(n.rjust(width + 2) for n in names)]
     for m in METRICS:
         cells = []
         for n in names:
             v = columns[n]["metrics"].get(m)  # runs evaluated before a metric existed show "-"
             cells.append(("-" if v is None else f"{v:.3f}").rjust(width + 2))
-        lines.append(m.ljust(16) + "".join(cells))
+        lines.append(m.ljust(label) + "".join(cells))
     return "\n".join(lines)
 
 

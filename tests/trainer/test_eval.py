@@ -13,7 +13,7 @@ from tests.conftest import BENCH_CATEGORIES as CATEGORIES
 from tests.conftest import SMALL_TRAIN as SMALL
 from tests.conftest import write_benchmark
 from trainer.cli import main
-from trainer.eval import caption_hit, format_table, identification_accuracy, recognition_metrics
+from trainer.eval import caption_hit, format_table, game_accuracy, identification_accuracy, recognition_metrics
 
 # Measured on the tiny run: HF (f32) and the runtime (f16 GGUF) differ by at most 1.2e-4 in P(Yes).
 P_YES_TOLERANCE = 1e-3
@@ -47,6 +47,46 @@ def test_recognition_metrics(p_yes, labels, expected):
 def test_identification_accuracy(targets, candidates, answers, expected):
     p = np.array([[0.9, 0.6, 0.1], [0.9, 0.2, 0.3], [0.4, 0.4, 0.7]])
     assert identification_accuracy(p, targets, candidates, answers) == pytest.approx(expected)
+
+
+def test_the_game_orientation_fixes_the_description_and_compares_photos():
+    # Photo 0 shows concept 0, photo 1 concept 1. Concept 1's vague description fits photo 0 best of all (0.95):
+    # asked which description fits photo 0 (tagging's way), the listener picks concept 1; asked which photo
+    # concept 0's description fits (the game RRG plays), it picks photo 0.
+    p = np.array([[0.9, 0.95], [0.2, 0.6]])
+    assert identification_accuracy(p, [0], [[0, 1]], [0]) == 0.0
+    assert game_accuracy(p, [0], [[0, 1]], [0]) == 1.0
+    assert game_accuracy(p, [1], [[0, 1]], [1]) == 0.0  # concept 1's description: 0.95 on photo 0 > 0.6
+    assert game_accuracy(p, [0, 1], [[1, 0], [0, 1]], [1, 1]) == 0.5  # candidate order is the answer's index
+
+
+def test_the_game_way_round_leaves_out_games_whose_candidates_hold_the_described_photo():
+    # Concept a was described from a1 (its first photo). A listener that finds a1's own scene in the description
+    # (0.99) would win the game whose positive candidate is a1 for that reason alone: that game is left out.
+    from trainer.data import Example, Game
+    from trainer.eval import evaluate_games
+
+    a1, a2, b1, b2 = (
+        Example(c, "mug", Path(f"/photos/{c}{i}.jpg")) for c, i in (("a", 1), ("a", 2), ("b", 1), ("b", 2))
+    )
+    p = {("a1", "a"): 0.99, ("a2", "a"): 0.5, ("b1", "a"): 0.6, ("b2", "a"): 0.6,
+         ("a1", "b"): 0.2, ("a2", "b"): 0.2, ("b1", "b"): 0.9, ("b2", "b"): 0.8}  # fmt: skip
+
+    class Listener:  # P(Yes) by (photo, described concept); no captions
+        def p_yes(self, path, concept):
+            return p[(Path(path).stem, concept.name)]
+
+        def caption(self, path, candidates):
+            return None
+
+    games = [Game(a2, (a1, b1), 0), Game(a1, (b2, a2), 1), Game(b1, (a1, b2), 1)]
+    descriptions = {"a": ("A photo of a mug.", "The mug on the beach."), "b": ("A photo of a mug.", "A mug.")}
+    metrics, _ = evaluate_games(Listener(), [a1, a2, b1, b2], games, descriptions)
+    assert metrics.game_games == 2  # the first game's positive is a1, the photo a was described from
+    # The second: a's description fits b2 (0.6) better than a2 (0.5), lost; the third: b's on b2 (0.8) > a1 (0.2).
+    assert metrics.game_identification == 0.5
+    # Centred on each photo's mean logit (b2 says Yes to anything, a2 to little), a2 wins the second game too.
+    assert metrics.game_identification_centred == 1.0
 
 
 def test_caption_hit_needs_the_name_in_angle_brackets():
@@ -112,6 +152,8 @@ def test_eval_reports_every_metric_on_both_backends(result, run_dir):
         for key in ("positive", "negative", "weighted", "identification"):
             assert 0.0 <= m[key] <= 1.0, (name, key)
         assert m["weighted"] == pytest.approx((m["positive"] + m["negative"]) / 2)
+        # The game's way round: the 4 games of the described photos at least (no candidate is their own photo).
+        assert 4 <= m["game_games"] <= 12 and 0.0 <= m["game_identification"] <= 1.0
         assert 0.0 <= m["captioning"] <= 1.0  # both backends caption (the HF one replays the runtime's script)
         assert set(column["descriptions"]) == set(CATEGORIES)
         # Per game, P(Yes) of each candidate's description on the target photo: what identification picks from.
