@@ -20,7 +20,6 @@ the same three files; either oneDNN cap changed the tower and the model (README,
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess
@@ -78,6 +77,7 @@ def child(out: Path, bf16: str) -> None:
     import PIL
     import transformers
 
+    from rrg_local.vlm.gguf_meta import file_sha256
     from trainer import demo_model
     from trainer.demo_build import BuildConfig
     from trainer.hardware import machine
@@ -93,8 +93,8 @@ def child(out: Path, bf16: str) -> None:
         "seconds": round(time.monotonic() - start, 1),
         "versions": f"transformers {transformers.__version__}, Pillow {PIL.__version__}, NumPy {numpy.__version__}",
         "machine": machine(),
-        "bf16": config.bf16 and demo_model.native_bf16(config.device),
-        **{name: hashlib.sha256((out / path).read_bytes()).hexdigest()[:12] for name, path in FILES.items()},
+        "bf16": demo_model.uses_bf16(config),
+        **{name: file_sha256(out / path)[:12] for name, path in FILES.items()},
         "loss_a": json.loads((out / "vision_metrics.jsonl").read_text().splitlines()[-1])["loss"],
         "loss_b": json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["loss"],
     }
@@ -124,7 +124,8 @@ def main() -> int:
             done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
             lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
             if done.returncode or not lines:
-                print(f"error: variant {label!r} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+                print(f"error: variant {label!r} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}",
+                      file=sys.stderr)  # fmt: skip
                 return 1
             rows.append((label, json.loads(lines[-1])))
     first = rows[0][1]

@@ -39,13 +39,12 @@ def main() -> None:
 
     from trainer import demo_vision
     from trainer.demo_build import BuildConfig
-    from trainer.demo_model import Encoder, draw_batch, init_model, micro_batches
+    from trainer.demo_model import Encoder, draw_batch, init_model, micro_batches, uses_bf16
     from trainer.fast_vision import attention_kernel, speed_up_vision
-    from trainer.hardware import native_bf16
 
     torch.set_num_threads(args.threads)
     config = BuildConfig().pretrain
-    bf16 = config.bf16 and native_bf16("cpu")  # as the build decides (`trainer.hardware`)
+    bf16 = uses_bf16(config)  # as the build decides (`trainer.hardware.native_bf16`)
     with tempfile.TemporaryDirectory() as tmp:
         init = init_model(config, Path(tmp))
         encoder = Encoder(init)

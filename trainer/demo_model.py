@@ -125,6 +125,11 @@ TASKS = ("speaker", "recognition", "identification", "question")
 TRAIN_BUILDER = {"recognition": "recognition_pairs"}
 
 
+def uses_bf16(config: DemoConfig) -> bool:
+    """Whether a run of `config` trains under bf16 autocast: asked for, and native where it trains."""
+    return config.bf16 and native_bf16(config.device)
+
+
 def schedule(config: DemoConfig, step: int) -> tuple[dict[str, float], float]:
     """The task mix and the share of hard negatives at `step`.
 
@@ -576,7 +581,7 @@ def pretrain(config: DemoConfig, run_dir: Path, *, log: Any = print, stop_after:
     if (final / "config.json").exists():  # this phase finished (e.g. on another machine): nothing left to do
         return final
     torch.set_num_threads(config.threads)
-    bf16 = config.bf16 and native_bf16(config.device)
+    bf16 = uses_bf16(config)
     if config.bf16 and not bf16:
         log(f"f32: no bf16 instructions on this {config.device}, where bf16 autocast runs far slower")
     init = init_model(config, run_dir)

@@ -373,7 +373,8 @@ def evaluate_games(
     game = ([col[g.target.concept] for g in clean], [[row[c.path] for c in g.candidates] for g in clean],
             [g.answer for g in clean])  # fmt: skip
     game_ident = game_accuracy(p, *game)
-    logits = np.log(np.clip(p, 1e-6, 1 - 1e-6)) - np.log(np.clip(1 - p, 1e-6, 1 - 1e-6))
+    q = np.clip(p, 1e-6, 1 - 1e-6)
+    logits = np.log(q / (1 - q))
     game_centred = game_accuracy(logits - logits.mean(axis=1, keepdims=True), *game)
     captions = [backend.caption(g.target.path, [concepts[i] for i in c]) for g, c in zip(games, cands, strict=True)]
     hits = [caption_hit(cap, g.target.concept) for g, cap in zip(games, captions, strict=True) if cap is not None]
