@@ -64,6 +64,14 @@ class TrainConfig:
             "their game rewards averaged"
         },
     )
+    game: str = field(
+        default="photo",
+        metadata={
+            "help": "photo: each sampled description picks among the K candidate photos (the paper's game); "
+            "description: tagging's way round, each candidate photo picks among the sampled description and the "
+            "speaker's greedy descriptions of the negatives' concepts (yes_no listener only)"
+        },
+    )
     format_weight: float = field(default=1.0, metadata={"help": "weight of the <coarse>/<detailed> format reward"})
     length_weight: float = field(default=1.0, metadata={"help": "weight of the length penalty"})
     detailed_min_words: int = field(
@@ -84,6 +92,10 @@ class TrainConfig:
             raise ConfigError(f"reward must be 'contrastive' or 'binary', not {self.reward!r}")
         if self.listener not in ("yes_no", "caption", "caption_text", "both"):
             raise ConfigError(f"listener must be yes_no, caption, caption_text or both, not {self.listener!r}")
+        if self.game not in ("photo", "description"):
+            raise ConfigError(f"game must be photo or description, not {self.game!r}")
+        if self.game == "description" and self.listener != "yes_no":
+            raise ConfigError(f"game = description needs listener = yes_no, not {self.listener!r}")
         for key in ("K", "group_size", "targets_per_step", "steps", "save_every", "max_new_tokens", "lora_r",
                     "detailed_min_words"):  # fmt: skip
             if getattr(self, key) < 1:

@@ -259,22 +259,9 @@ class HFBackend:
         return text.split('"')[0]
 
     def _greedy(self, prompt: Any) -> str:
-        """Greedy continuation of `prompt` (vision tokens suppressed), decoded; adapters as the caller set them."""
-        import torch
-
         from trainer import grpo
 
-        eos = grpo._eos_ids(self.model)
-        with torch.no_grad():
-            out = self.model.generate(
-                **grpo._model_inputs(self.model, prompt, None, 1),
-                do_sample=False,
-                max_new_tokens=self.max_tokens,
-                suppress_tokens=grpo.suppressed_ids(self.model),
-                eos_token_id=eos,
-                pad_token_id=eos[-1],
-            )
-        return self.tokenizer.decode(out[0, prompt.input_ids.shape[1] :], skip_special_tokens=True)
+        return grpo.greedy(self.model, self.tokenizer, prompt, self.max_tokens)
 
 
 class GGUFBackend:

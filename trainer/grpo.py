@@ -236,6 +236,23 @@ def sample(model: Any, prompt: Prompt, config: GRPOConfig, eos_ids: Sequence[int
     return Rollout(prompt, completions, completion_mask(completions, eos), logprobs)
 
 
+def greedy(model: Any, tokenizer: Any, prompt: Prompt, max_new_tokens: int) -> str:
+    """The greedy continuation of `prompt` (vision tokens suppressed), decoded; adapters as the caller set them."""
+    import torch
+
+    eos = _eos_ids(model)
+    with torch.no_grad():
+        out = model.generate(
+            **_model_inputs(model, prompt, None, 1),
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            suppress_tokens=suppressed_ids(model),
+            eos_token_id=eos,
+            pad_token_id=eos[-1],
+        )
+    return tokenizer.decode(out[0, prompt.input_ids.shape[1] :], skip_special_tokens=True)
+
+
 def _eos_ids(model: Any) -> list[int]:
     eos = model.generation_config.eos_token_id
     return list(eos) if isinstance(eos, list | tuple) else [eos]

@@ -11,6 +11,9 @@ with `listener = "caption"`, `listener_caption_logprobs` softmaxed over the cand
 on the descriptions as the runtime re-reads them, `caption_rollout`; "both": yes_no and caption_text, their game
 rewards averaged) scores every description against the K candidates, the reward is the game reward plus the
 weighted format and length rewards, and `trainer.grpo.grpo_step` updates the adapter once over all games.
+With `game = "description"` the game is played tagging's way round (`description_games`): the speaker also
+describes each negative's concept greedily (`rival_descriptions`), and each candidate photo picks among the
+sampled description and those; the rivals' descriptions and their listener calls count in `t_listener`.
 
 The run folder is `trainer.export`'s layout: `run.json` (base, name, pre_tokenizer, plus the config) and
 `adapter/` (peft `save_pretrained`), plus `state.pt` (optimizer, step, RNG states) and `metrics.jsonl`.
@@ -32,7 +35,7 @@ import random
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +111,7 @@ class Session:
     games: list[Game]
     accelerator: Any = None  # multi-process runs: the `accelerate.Accelerator` (None: one process)
     wrapped: Any = None  # multi-process runs: the DDP-wrapped `model` (forward + backward sync gradients)
+    photos: dict[str, list[Path]] = field(default_factory=dict)  # each training concept's photos, in data order
 
 
 def load_model(config: TrainConfig, adapter: Path | None, device: Any = None) -> Any:
@@ -164,7 +168,10 @@ def setup(
     optimizer = torch.optim.AdamW(params, lr=config.lr)
     tokenizer = AutoTokenizer.from_pretrained(config.base)
     processor = AutoImageProcessor.from_pretrained(config.base)
-    return Session(config, model, tokenizer, processor, optimizer, games)
+    photos: dict[str, list[Path]] = {}
+    for example in train_split:
+        photos.setdefault(example.concept, []).append(Path(example.path))
+    return Session(config, model, tokenizer, processor, optimizer, games, photos=photos)
 
 
 def _open(path: Path) -> Any:
@@ -196,6 +203,63 @@ def softmax(scores: Sequence[float]) -> list[float]:
     x = np.asarray(scores, dtype=np.float64)
     z = np.exp(x - x.max())
     return (z / z.sum()).tolist()
+
+
+def description_games(
+    own: Sequence[Sequence[float]],
+    rivals: Sequence[Sequence[float]],
+    owners: Sequence[int | None],
+    game_fn: Any = contrastive_reward,
+) -> tuple[list[float], list[float]]:
+    """The game played tagging's way round: each candidate photo picks the description of its concept.
+
+    `own[g][k]`: P(Yes | candidate photo k, sampled description g); `rivals[k][r]`: P(Yes | photo k, rival
+    description r), the negatives' concepts described by the speaker; `owners[k]`: whose description photo k's
+    concept has, -1 for the sampled one (the target's photo), r for rival r, None for a photo of no described
+    concept (left out). Per sampled description: (its game reward, `game_fn` over the descriptions and averaged
+    over the photos; the share of photos whose pick is their own description).
+
+    >>> own = [[0.9, 0.2, 0.1], [0.9, 0.9, 0.1]]  # the second description also fits photo 1 (rival 0's)
+    >>> rivals = [[0.3, 0.2], [0.6, 0.1], [0.2, 0.8]]
+    >>> rewards, hits = description_games(own, rivals, [-1, 0, 1])
+    >>> [round(r, 3) for r in rewards], hits
+    ([0.679, 0.457], [1.0, 0.6666666666666666])
+    """
+    scored = [k for k, owner in enumerate(owners) if owner is not None]
+    rewards, hits = [], []
+    for row in own:
+        games = [([row[k], *rivals[k]], 0 if owners[k] == -1 else owners[k] + 1) for k in scored]
+        rewards.append(float(np.mean([game_fn(probs, answer) for probs, answer in games])))
+        hits.append(float(np.mean([int(np.argmax(probs)) == answer for probs, answer in games])))
+    return rewards, hits
+
+
+def rival_descriptions(session: Session, game: Game) -> tuple[list[list[float]], list[int | None]]:
+    """The other side of `description_games` for one game: the `rivals` matrix and `owners`.
+
+    Each negative candidate of a known concept is described by the speaker as it is now (adapter on, greedy),
+    from another photo of that concept where the training data has one (so the description cannot win its
+    photo by naming that photo's scene); the listener then reads every candidate photo against every rival.
+    """
+    cfg, model, tok, proc = session.config, session.model, session.tokenizer, session.processor
+    owners: list[int | None] = []
+    texts: list[tuple[str, str]] = []  # (rival description, its concept's category)
+    for k, candidate in enumerate(game.candidates):
+        if k == game.answer:
+            owners.append(-1)
+            continue
+        if not candidate.concept or candidate.concept == game.target.concept:
+            owners.append(None)
+            continue
+        others = [p for p in session.photos.get(candidate.concept, []) if p != Path(candidate.path)]
+        photo = others[0] if others else Path(candidate.path)
+        prompt = grpo.encode_prompt(model, tok, proc, _open(photo), grpo.speaker_chat(candidate.category))
+        owners.append(len(texts))
+        texts.append((grpo.greedy(model, tok, prompt, cfg.max_new_tokens), candidate.category))
+    images = [_open(c.path) for c in game.candidates]
+    rivals = [[grpo.listener_p_yes(model, tok, proc, img, text, category) for text, category in texts]
+              for img in images]  # fmt: skip
+    return rivals, owners
 
 
 def play_step(session: Session, games: Sequence[Game]) -> dict[str, float]:
@@ -239,16 +303,20 @@ def play_step(session: Session, games: Sequence[Game]) -> dict[str, float]:
                     for text in texts
                 ]
             )
+        if cfg.game == "description":
+            played, game_hits = description_games(listeners[0], *rival_descriptions(session, game), game_fn)
+        else:
+            # With two listeners the game's reward is their rewards' mean, and the pick is from their mean belief.
+            played = [float(np.mean([game_fn(ps[g], game.answer) for ps in listeners])) for g in range(len(texts))]
+            probs = [list(np.mean([ps[g] for ps in listeners], axis=0)) for g in range(len(texts))]
+            game_hits = [float(max(range(len(p)), key=p.__getitem__) == game.answer) for p in probs]
         times["t_listener"] += time.perf_counter() - start
-        # With two listeners the game's reward is their rewards' mean, and the pick is from their mean belief.
-        played = [float(np.mean([game_fn(ps[g], game.answer) for ps in listeners])) for g in range(len(texts))]
-        probs = [list(np.mean([ps[g] for ps in listeners], axis=0)) for g in range(len(texts))]
         shaped = shape_fn(texts, **shape_columns)
         rollouts.append(rollout)
         rewards.append([g + s for g, s in zip(played, shaped, strict=True)])
         game_rewards += played
         formats += format_reward(texts)
-        hits += [float(max(range(len(p)), key=p.__getitem__) == game.answer) for p in probs]
+        hits += game_hits
         lengths += [float(n) for n in rollout.mask.sum(dim=1).tolist()]
     start = time.perf_counter()
     trained.train(cfg.gradient_checkpointing)

@@ -160,6 +160,43 @@ def test_both_listeners_reward_their_mean(run_dir, tmp_path):
     assert rows["both"]["game_reward"] == pytest.approx(expected, abs=1e-6)
 
 
+def test_the_description_game_plays_tagging_s_way_round(run_dir, tmp_path):
+    """game = description: the same samples (same seed) scored by the photos picking among descriptions."""
+    from trainer.train import train
+
+    config = load_config(run_dir.parent / "train.yaml", [f"out_dir={tmp_path / 'description'}", "steps=1"])
+    row = metrics(train(replace(config, game="description")))[0]
+    plain = metrics(run_dir)[0]
+    assert 0 <= row["listener_acc"] <= 1 and 0 <= row["game_reward"] <= 1 and row["grad_norm"] > 0
+    assert row["completion_len"] == pytest.approx(plain["completion_len"])
+    assert row["game_reward"] != pytest.approx(plain["game_reward"], abs=1e-6)
+    with pytest.raises(ConfigError, match="game"):
+        replace(config, game="tagging")
+    with pytest.raises(ConfigError, match="listener = yes_no"):
+        replace(config, game="description", listener="caption")
+
+
+def test_rivals_are_described_from_another_photo_of_their_concept(run_dir, tmp_path, monkeypatch):
+    from trainer import train as train_module
+    from trainer.train import rival_descriptions, setup
+
+    config = load_config(run_dir.parent / "train.yaml", [f"out_dir={tmp_path / 'run'}", "K=3", "game=description"])
+    session = setup(config)
+    opened: list[Path] = []
+    real_open = train_module._open
+    monkeypatch.setattr(train_module, "_open", lambda path: opened.append(Path(path)) or real_open(path))
+    for game in session.games[:3]:
+        opened.clear()
+        rivals, owners = rival_descriptions(session, game)
+        assert owners[game.answer] == -1 and sorted(o for o in owners if o != -1) == [0, 1]
+        assert len(rivals) == 3 and all(len(row) == 2 and all(0 < p < 1 for p in row) for row in rivals)
+        negatives = [c for k, c in enumerate(game.candidates) if k != game.answer]
+        described = opened[:2]  # the speaker's photos first, then the K candidates the listener reads
+        assert opened[2:] == [Path(c.path) for c in game.candidates]
+        for photo, negative in zip(described, negatives, strict=True):
+            assert photo in session.photos[negative.concept] and photo != Path(negative.path)
+
+
 def test_lookalikes_choose_the_games_negatives(run_dir, tmp_path):
     """K = 2: one negative per game, which comes from the concept the look-alikes file names (here always the
     other category's, which the similarity mining never picks while the category has another concept)."""
