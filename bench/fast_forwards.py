@@ -2,7 +2,8 @@
 stock HF forwards against the fast ones, one process, the same model, photos and samples.
 
 Run: `.venv/bin/python bench/fast_forwards.py` (CPU, two threads, about a minute). Options: `--reps N` (timed
-passes of each variant after one warm-up), `--threads N`. Rows:
+passes of each variant after one warm-up), `--threads N`, `--precision build|f32|bf16` (the autocast: as the build
+decides it on this CPU, or forced). Rows:
 - stage A: the vision tower's forward and backward on 64 rendered photos with the attribute heads (the step's
   rendering, the same for every variant, is left out; `bench/stage_a.py` times whole steps);
 - stage B: the whole model's forward and backward on one batch of 32 training samples (2 micro-batches).
@@ -31,6 +32,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", choices=("build", "f32", "bf16"), default="build",
+                    help="build: bf16 autocast where the build would use it (a CPU with bf16 instructions); f32 or "
+                         "bf16: forced")  # fmt: skip
     args = ap.parse_args()
 
     import torch
@@ -44,7 +48,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     config = BuildConfig().pretrain
-    bf16 = uses_bf16(config)  # as the build decides (`trainer.hardware.native_bf16`)
+    # As the build decides (`trainer.hardware.native_bf16`), unless forced.
+    bf16 = uses_bf16(config) if args.precision == "build" else args.precision == "bf16"
     with tempfile.TemporaryDirectory() as tmp:
         init = init_model(config, Path(tmp))
         encoder = Encoder(init)
