@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import click
@@ -10,6 +11,9 @@ import click
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Train and export RRG speaker adapters (install the `train` extra)."""
+    # peft reads `is_gradient_checkpointing`, which transformers 5.2x deprecates: one FutureWarning per model
+    # wrapped in a LoRA, about code that is not ours, in every run's output.
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 @main.command("fetch-converter")
