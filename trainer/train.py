@@ -234,8 +234,11 @@ def description_games(
     return rewards, hits
 
 
-def rival_descriptions(session: Session, game: Game) -> tuple[list[list[float]], list[int | None]]:
-    """The other side of `description_games` for one game: the `rivals` matrix and `owners`.
+def rival_descriptions(
+    session: Session, game: Game, images: Sequence[Any]
+) -> tuple[list[list[float]], list[int | None]]:
+    """The other side of `description_games` for one game (`images`: its candidates' photos, opened): the
+    `rivals` matrix and `owners`.
 
     Each negative candidate of a known concept is described by the speaker as it is now (adapter on, greedy),
     from another photo of that concept where the training data has one (so the description cannot win its
@@ -256,7 +259,6 @@ def rival_descriptions(session: Session, game: Game) -> tuple[list[list[float]],
         prompt = grpo.encode_prompt(model, tok, proc, _open(photo), grpo.speaker_chat(candidate.category))
         owners.append(len(texts))
         texts.append((grpo.greedy(model, tok, prompt, cfg.max_new_tokens), candidate.category))
-    images = [_open(c.path) for c in game.candidates]
     rivals = [[grpo.listener_p_yes(model, tok, proc, img, text, category) for text, category in texts]
               for img in images]  # fmt: skip
     return rivals, owners
@@ -304,7 +306,7 @@ def play_step(session: Session, games: Sequence[Game]) -> dict[str, float]:
                 ]
             )
         if cfg.game == "description":
-            played, game_hits = description_games(listeners[0], *rival_descriptions(session, game), game_fn)
+            played, game_hits = description_games(listeners[0], *rival_descriptions(session, game, images), game_fn)
         else:
             # With two listeners the game's reward is their rewards' mean, and the pick is from their mean belief.
             played = [float(np.mean([game_fn(ps[g], game.answer) for ps in listeners])) for g in range(len(texts))]

@@ -187,13 +187,13 @@ def test_rivals_are_described_from_another_photo_of_their_concept(run_dir, tmp_p
     real_open = train_module._open
     monkeypatch.setattr(train_module, "_open", lambda path: opened.append(Path(path)) or real_open(path))
     for game in session.games[:3]:
+        images = [real_open(c.path) for c in game.candidates]
         opened.clear()
-        rivals, owners = rival_descriptions(session, game)
+        rivals, owners = rival_descriptions(session, game, images)
         assert owners[game.answer] == -1 and sorted(o for o in owners if o != -1) == [0, 1]
         assert len(rivals) == 3 and all(len(row) == 2 and all(0 < p < 1 for p in row) for row in rivals)
         negatives = [c for k, c in enumerate(game.candidates) if k != game.answer]
-        described = opened[:2]  # the speaker's photos first, then the K candidates the listener reads
-        assert opened[2:] == [Path(c.path) for c in game.candidates]
+        described = opened  # the photos the speaker described the rivals from (the candidates come opened)
         for photo, negative in zip(described, negatives, strict=True):
             assert photo in session.photos[negative.concept] and photo != Path(negative.path)
 
