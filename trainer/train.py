@@ -13,7 +13,9 @@ rewards averaged) scores every description against the K candidates, the reward 
 weighted format and length rewards, and `trainer.grpo.grpo_step` updates the adapter once over all games.
 With `game = "description"` the game is played tagging's way round (`description_games`): the speaker also
 describes each negative's concept greedily (`rival_descriptions`), and each candidate photo picks among the
-sampled description and those; the rivals' descriptions and their listener calls count in `t_listener`.
+sampled description and those; the rivals' descriptions and their listener calls count in `t_listener`. A game
+none of whose negatives shows a concept (photos a person rejected, in `db` mode) has no rival and is played the
+photo way.
 
 The run folder is `trainer.export`'s layout: `run.json` (base, name, pre_tokenizer, plus the config) and
 `adapter/` (peft `save_pretrained`), plus `state.pt` (optimizer, step, RNG states) and `metrics.jsonl`.
@@ -305,9 +307,10 @@ def play_step(session: Session, games: Sequence[Game]) -> dict[str, float]:
                     for text in texts
                 ]
             )
-        if cfg.game == "description":
-            played, game_hits = description_games(listeners[0], *rival_descriptions(session, game, images), game_fn)
-        else:
+        rivals, owners = rival_descriptions(session, game, images) if cfg.game == "description" else ([], [])
+        if any(owner is not None and owner >= 0 for owner in owners):
+            played, game_hits = description_games(listeners[0], rivals, owners, game_fn)
+        else:  # the photo game, also for a game none of whose negatives has a concept to describe
             # With two listeners the game's reward is their rewards' mean, and the pick is from their mean belief.
             played = [float(np.mean([game_fn(ps[g], game.answer) for ps in listeners])) for g in range(len(texts))]
             probs = [list(np.mean([ps[g] for ps in listeners], axis=0)) for g in range(len(texts))]

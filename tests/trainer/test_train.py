@@ -198,6 +198,24 @@ def test_rivals_are_described_from_another_photo_of_their_concept(run_dir, tmp_p
             assert photo in session.photos[negative.concept] and photo != Path(negative.path)
 
 
+def test_a_game_without_rivals_is_played_the_photo_way(run_dir, tmp_path):
+    """Negatives of no concept (a person's rejected photos) have no description to rival the sampled one."""
+    from trainer.data import Example, Game
+    from trainer.train import play_step, setup
+
+    config = load_config(run_dir.parent / "train.yaml", [f"out_dir={tmp_path / 'run'}"])
+    game = setup(config).games[0]
+    rejected = Game(game.target, tuple(c if k == game.answer else Example("", c.category, c.path)
+                                       for k, c in enumerate(game.candidates)), game.answer)  # fmt: skip
+    rows = {}
+    for name in ("photo", "description"):
+        session = setup(replace(config, game=name))
+        torch.manual_seed(0)
+        rows[name] = play_step(session, [rejected])
+    assert rows["description"]["game_reward"] == pytest.approx(rows["photo"]["game_reward"], abs=1e-9)
+    assert rows["description"]["listener_acc"] == rows["photo"]["listener_acc"]
+
+
 def test_lookalikes_choose_the_games_negatives(run_dir, tmp_path):
     """K = 2: one negative per game, which comes from the concept the look-alikes file names (here always the
     other category's, which the similarity mining never picks while the category has another concept)."""
