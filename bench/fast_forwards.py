@@ -3,13 +3,15 @@ stock HF forwards against the fast ones, one process, the same model, photos and
 
 Run: `.venv/bin/python bench/fast_forwards.py` (CPU, two threads, about a minute). Options: `--reps N` (timed
 passes of each variant after one warm-up), `--threads N`, `--precision build|f32|bf16` (the autocast: as the build
-decides it on this CPU, or forced). Rows:
+decides it on this CPU, or forced), `--compile` (stage B also with the fast model's language model compiled, as
+`DemoConfig.compile` does; its warm-up pass compiles, a minute or two). Rows:
 - stage A: the vision tower's forward and backward on 64 rendered photos with the attribute heads (the step's
   rendering, the same for every variant, is left out; `bench/stage_a.py` times whole steps);
 - stage B: the whole model's forward and backward on one batch of 32 training samples (2 micro-batches).
 Variants: `stock` (HF's Conv3d patch embedding and per-photo attention, torch's default SDPA kernel: what
 built the shipped model) and `fast` (`speed_up_vision`, the forwards under `attention_kernel`, i.e. the math
-SDPA kernel: what the build runs now on a CPU). Each row also prints the difference of its loss from the
+SDPA kernel: what the build runs now on a CPU), and with `--compile` on stage B `compiled` (`fast` with
+`torch.compile` on its language model). Each row also prints the difference of its loss from the
 stock one, so a faster variant that computed something else would show. Ratios are seconds against the stock variant's.
 """
 
@@ -35,6 +37,7 @@ def main() -> None:
     ap.add_argument("--precision", choices=("build", "f32", "bf16"), default="build",
                     help="build: bf16 autocast where the build would use it (a CPU with bf16 instructions); f32 or "
                          "bf16: forced")  # fmt: skip
+    ap.add_argument("--compile", action="store_true", help="stage B also with the language model compiled")
     args = ap.parse_args()
 
     import torch
@@ -83,12 +86,16 @@ def main() -> None:
         return total
 
     variants = [("stock", stock), ("fast", fast)]
+    compiled = None
+    if args.compile:
+        compiled = copy.deepcopy(fast)
+        compiled.model.language_model.compile(dynamic=True)
     print(f"{changed} modules given fast forwards; {args.reps} timed passes each, {args.threads} threads, "
           f"bf16 autocast {bf16}")  # fmt: skip
     print("| step | variant | s / pass | ratio | loss - stock loss |\n|---|---|---|---|---|")
     for name, step in (("stage A (64 photos)", stage_a), ("stage B (32 samples)", stage_b)):
         base_time = base_loss = None
-        for label, model in variants:
+        for label, model in variants + ([("compiled", compiled)] if compiled and step is stage_b else []):
             times, loss = [], 0.0
             for rep in range(args.reps + 1):
                 model.zero_grad(set_to_none=True)

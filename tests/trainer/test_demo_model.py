@@ -347,3 +347,24 @@ def test_bf16_autocast_runs_only_where_the_cpu_computes_bf16(tmp_path, monkeypat
         fast = dm.pretrain(small(steps=2, bf16=True), tmp_path / "bf16", log=said.append).parent
         assert not any(line.startswith("f32:") for line in said)
         assert not all(torch.equal(a, weights(fast)[k]) for k, a in weights(f32).items())
+
+
+def test_a_compiled_stage_b_trains_as_the_eager_one_and_saves_the_same_weights(tmp_path):
+    """`compile`: the language model through inductor, in place: the same losses and weights up to rounding,
+    under the same names (a model folder that loads without the compiled wrapper's `_orig_mod.` prefixes)."""
+    from safetensors.torch import load_file
+    from torch._dynamo.utils import counters
+
+    def run(name: str, **kw):
+        config = small(vision=VisionConfig(steps=0), steps=2, batch=3, **kw)
+        return dm.pretrain(config, tmp_path / name, log=lambda _: None), dm.read_metrics(tmp_path / name)
+
+    counters.clear()
+    eager, eager_rows = run("eager")
+    assert not counters["stats"]["unique_graphs"]
+    compiled, compiled_rows = run("compiled", compile=True)
+    assert counters["stats"]["unique_graphs"] > 0  # inductor did compile the forward
+    a, b = load_file(eager / "model.safetensors"), load_file(compiled / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
+    assert [r["loss"] for r in eager_rows] == pytest.approx([r["loss"] for r in compiled_rows], abs=1e-3)
