@@ -1,25 +1,24 @@
 """Does RRG training help? The untrained vs the RRG-trained speaker of the demo model, one frozen listener.
 
 Run: `.venv/bin/python bench/rrg_effect.py [--concepts 96 --photos 3 --k 3]`. It writes a benchmark of demo-world
-concepts held out from every training stage (`trainer.demo_tasks.held_out`: the pre-training never drew
-them, the RRG stage's benchmark excludes them), in look-alike groups (same category, one attribute apart).
-Each speaker describes every concept from its first photo; the same listener, the shipped base model
-through llama.cpp, then scores every photo against every description. Printed side by side:
-recognition accuracy on positives / negatives / their mean, identification among K (the target photo's
-concept against K-1 other concepts, as tagging asks: which description fits this photo?), game identification
-(the same games the other way round, as `trainer.train` plays them and the paper's listener does: the
-target's description against the K candidate photos, which photo fits it?, on the games whose candidates
-leave out the photo each concept was described from; the games' negatives are by
-default the trainer's mining, `mine_games`, the concepts of the target's category whose photos look most like
-it, which are rarely its look-alikes: scenes dominate pixels; `--games lookalike` takes them from its
-look-alike group first), the listener's caption naming
-the right concept, and the share of descriptions that mention scene, position or pose; then identification
-in the same games by a listener that picks the candidate whose description the photo explains best (caption
-likelihood, `tasks.caption_likelihood`); then, per kind of other candidate (another category; the main
-colour differs; the same main colour, secondary colour or pattern differs; only part or mark; and the pairs
-one attribute apart), the share of (game, candidate) pairs in which the target's description beat that
-candidate's on the target photo, under both listeners: where the games are lost; then, per attribute
-(colour, secondary colour, pattern, part, mark), the share of descriptions that name it right.
+concepts held out from every training stage (`trainer.demo_tasks.held_out`: the pre-training never drew them, the
+RRG stage's benchmark excludes them), in look-alike groups (same category, one attribute apart). Each speaker
+describes every concept from its first photo; the same listener, the shipped base model through llama.cpp, then
+scores every photo against every description. Printed side by side: recognition accuracy on positives / negatives /
+their mean, identification among K (the target photo's concept against K-1 other concepts, as tagging asks: which
+description fits this photo?), game identification (the same games the other way round, as `trainer.train` plays
+them and the paper's listener does: the target's description against the K candidate photos, which photo fits it?,
+on the games whose candidates leave out the photo each concept was described from; the games' negatives are by
+default the trainer's mining, `mine_games`, the concepts of the target's category whose photos look most like it,
+which are rarely its look-alikes: scenes dominate pixels; `--games lookalike` takes them from its look-alike group
+first), the listener's caption naming the right concept, and the share of descriptions that mention scene, position
+or pose; then identification in the same games by a listener that picks the candidate whose description the photo
+explains best (caption likelihood, `tasks.caption_likelihood`, summed over the description's tokens and per token);
+then, per kind of other candidate (another category; the main colour differs; the same main colour, secondary
+colour or pattern differs; only part or mark; and the pairs one attribute apart), the share of (game, candidate)
+pairs in which the target's description beat that candidate's on the target photo, under both listeners: where the
+games are lost; then, per attribute (colour, secondary colour, pattern, part, mark), the share of descriptions that
+name it right.
 
 A third column, "ground truth", feeds the same listener the world's own complete description of each concept
 (`demo_tasks.describe` in its complete style: every attribute named, no context): what a perfect
@@ -119,9 +118,15 @@ def main() -> int:
                     metrics, scores = evaluate_games(backend, data.examples, data.games, descriptions)
                     columns[name] = {"metrics": asdict(metrics), "descriptions": descriptions, "game_p_yes": scores}
             for col in columns.values():
-                col["game_likelihood"] = likelihood_scores(backend.listener, data.games, col["descriptions"])
-                col["metrics"]["identification (caption likelihood)"] = picked_share(
-                    col["game_likelihood"], data.games
+                summed, tokens = likelihood_scores(backend.listener, data.games, col["descriptions"])
+                col["game_likelihood"] = summed
+                col["game_likelihood_per_token"] = [
+                    [lp / max(1, n) for lp, n in zip(row, counts, strict=True)]
+                    for row, counts in zip(summed, tokens, strict=True)
+                ]
+                col["metrics"]["identification (caption likelihood)"] = picked_share(summed, data.games)
+                col["metrics"]["identification (caption likelihood per token)"] = picked_share(
+                    col["game_likelihood_per_token"], data.games
                 )
         finally:
             backend.close()
@@ -146,9 +151,10 @@ def main() -> int:
         print(f"game identification (the target's description, the K candidate photos: the game RRG plays; the "
               f"{m} games without the described photo among them), RRG - untrained: {100 * (after - before):+.1f} "
               f"points (standard error {100 * se:.1f})")  # fmt: skip
-    key = "identification (caption likelihood)"
-    print("the same games, the listener's caption likelihood picking the photo's concept: "
-          + ", ".join(f"{name} {col['metrics'][key]:.3f}" for name, col in columns.items()))  # fmt: skip
+    for key, how in (("identification (caption likelihood)", "summed"),
+                     ("identification (caption likelihood per token)", "per token")):  # fmt: skip
+        print(f"the same games, the listener's caption likelihood ({how}) picking the photo's concept: "
+              + ", ".join(f"{name} {col['metrics'][key]:.3f}" for name, col in columns.items()))  # fmt: skip
     answers = [g.answer for g in data.games]
     print("\nthe target's description against each other candidate's, on the target photo: share won, by what "
           "that candidate differs in (yes/no P(Yes) | caption likelihood); then those one attribute off")  # fmt: skip
@@ -184,22 +190,24 @@ def main() -> int:
     return 0
 
 
-def likelihood_scores(listener, games, descriptions: dict) -> list[list[float]]:
+def likelihood_scores(listener, games, descriptions: dict) -> tuple[list[list[float]], list[list[int]]]:
     """Per game, log P(candidate's description | target photo) for each candidate (the listener's
-    `tasks.caption_likelihood`): a listener that judges by its captions, not its yes/no."""
+    `tasks.caption_likelihood`): a listener that judges by its captions, not its yes/no; and each description's
+    token count (the sums favour short descriptions: the per-token mean compares descriptions of any length)."""
     from rrg_local.vlm import tasks
     from rrg_local.vlm.prompts import ConceptText
     from rrg_local.vlm.protocol import ImageRef
 
-    return [
+    scored = [
         [
             tasks.caption_likelihood(
                 listener, ImageRef(game.target.path), ConceptText(c.concept, c.category, *descriptions[c.concept])
-            ).logprob
+            )
             for c in game.candidates
         ]
         for game in games
     ]
+    return [[s.logprob for s in row] for row in scored], [[s.n_tokens for s in row] for row in scored]
 
 
 def picked_share(scores: list[list[float]], games) -> float:

@@ -69,7 +69,8 @@ class TrainConfig:
         metadata={
             "help": "photo: each sampled description picks among the K candidate photos (the paper's game); "
             "description: tagging's way round, each candidate photo picks among the sampled description and the "
-            "speaker's greedy descriptions of the negatives' concepts (yes_no listener only)"
+            "speaker's greedy descriptions of the negatives' concepts (listener yes_no: by P(Yes); caption_text: by "
+            "the description's mean log-likelihood per token on the photo)"
         },
     )
     format_weight: float = field(default=1.0, metadata={"help": "weight of the <coarse>/<detailed> format reward"})
@@ -94,8 +95,8 @@ class TrainConfig:
             raise ConfigError(f"listener must be yes_no, caption, caption_text or both, not {self.listener!r}")
         if self.game not in ("photo", "description"):
             raise ConfigError(f"game must be photo or description, not {self.game!r}")
-        if self.game == "description" and self.listener != "yes_no":
-            raise ConfigError(f"game = description needs listener = yes_no, not {self.listener!r}")
+        if self.game == "description" and self.listener not in ("yes_no", "caption_text"):
+            raise ConfigError(f"game = description needs listener = yes_no or caption_text, not {self.listener!r}")
         for key in ("K", "group_size", "targets_per_step", "steps", "save_every", "max_new_tokens", "lora_r",
                     "detailed_min_words"):  # fmt: skip
             if getattr(self, key) < 1:

@@ -315,12 +315,14 @@ def listener_caption_logprobs(
     rollout: Rollout,
     category: str = "object",
     prefix: str = "",
+    per_token: bool = False,
 ) -> list[float]:
     """Per completion of `rollout`: log P(completion | image) under the base model (adapter off), the completion
     read as the speaker's answer on `image` (the speaker prompt, summed over its tokens up to EOS): the caption-
     likelihood listener. A softmax of these over a game's photos is P(photo | description) for a listener that
     judges by its captions (the literal listener of rational speech acts), with no yes/no role to learn.
-    `prefix`: text forced after the prompt, before the completions (see `caption_rollout`)."""
+    `prefix`: text forced after the prompt, before the completions (see `caption_rollout`). `per_token`: the mean
+    over the completion's tokens instead of the sum, to compare descriptions of different lengths on one photo."""
     import torch
 
     prompt = encode_prompt(model, tokenizer, image_processor, image, speaker_chat(category))
@@ -329,7 +331,24 @@ def listener_caption_logprobs(
         prompt = Prompt(torch.cat([prompt.input_ids, forced], dim=1), prompt.pixel_values, prompt.image_grid_thw)
     with torch.no_grad(), adapter_off(model):
         logprobs = sequence_logprobs(model, Rollout(prompt, rollout.completions, rollout.mask, rollout.logprobs))
-    return (logprobs.float() * rollout.mask).sum(dim=1).tolist()
+    summed = (logprobs.float() * rollout.mask).sum(dim=1)
+    return (summed / rollout.mask.sum(dim=1).clamp(min=1) if per_token else summed).tolist()
+
+
+def text_rollout(tokenizer: Any, texts: Sequence[str]) -> Rollout:
+    """`texts` (e.g. greedy descriptions) as a rollout for `listener_caption_logprobs`, which builds the prompt
+    itself (none here): each written as `caption_rollout` writes a sampled one (one that does not parse: its own
+    tokens, then EOS)."""
+    import torch
+
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    rows = [tokenizer(text, add_special_tokens=False).input_ids + [eos] for text in texts]
+    completions = torch.zeros((len(rows), max(len(r) for r in rows)), dtype=torch.long)
+    mask = torch.zeros(completions.shape)
+    for i, r in enumerate(rows):
+        completions[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    return caption_rollout(tokenizer, Rollout(None, completions, mask, torch.zeros(mask.shape)), texts)
 
 
 def caption_rollout(tokenizer: Any, rollout: Rollout, texts: Sequence[str]) -> Rollout:

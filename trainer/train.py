@@ -32,6 +32,7 @@ single-process order), checkpoints and the progress bar. One process (no `WORLD_
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
@@ -244,7 +245,9 @@ def rival_descriptions(
 
     Each negative candidate of a known concept is described by the speaker as it is now (adapter on, greedy),
     from another photo of that concept where the training data has one (so the description cannot win its
-    photo by naming that photo's scene); the listener then reads every candidate photo against every rival.
+    photo by naming that photo's scene); the listener then reads every candidate photo against every rival: its
+    P(Yes), or with `listener = "caption_text"` the rival's caption likelihood per token as a probability (the
+    geometric mean of its tokens' probabilities), as `play_step` reads the sampled descriptions.
     """
     cfg, model, tok, proc = session.config, session.model, session.tokenizer, session.processor
     owners: list[int | None] = []
@@ -261,8 +264,13 @@ def rival_descriptions(
         prompt = grpo.encode_prompt(model, tok, proc, _open(photo), grpo.speaker_chat(candidate.category))
         owners.append(len(texts))
         texts.append((grpo.greedy(model, tok, prompt, cfg.max_new_tokens), candidate.category))
-    rivals = [[grpo.listener_p_yes(model, tok, proc, img, text, category) for text, category in texts]
-              for img in images]  # fmt: skip
+    if cfg.listener == "caption_text":
+        rivals = [[math.exp(grpo.listener_caption_logprobs(model, tok, proc, img, grpo.text_rollout(tok, [text]),
+                                                           category, CAPTION_OPEN, per_token=True)[0])
+                   for text, category in texts] for img in images]  # fmt: skip
+    else:
+        rivals = [[grpo.listener_p_yes(model, tok, proc, img, text, category) for text, category in texts]
+                  for img in images]  # fmt: skip
     return rivals, owners
 
 
@@ -297,9 +305,13 @@ def play_step(session: Session, games: Sequence[Game]) -> dict[str, float]:
             scored, prefix = rollout, ""
             if cfg.listener != "caption":
                 scored, prefix = grpo.caption_rollout(tok, rollout, texts), CAPTION_OPEN
-            caption = [grpo.listener_caption_logprobs(model, tok, proc, img, scored, game.target.category, prefix)
-                       for img in images]  # fmt: skip
-            listeners.append([softmax([lps[g] for lps in caption]) for g in range(len(texts))])
+            tagging = cfg.game == "description"  # each photo compares descriptions: per token, not summed
+            caption = [grpo.listener_caption_logprobs(model, tok, proc, img, scored, game.target.category, prefix,
+                                                      per_token=tagging) for img in images]  # fmt: skip
+            if tagging:  # the geometric mean of the tokens' probabilities: how well the description fits the photo
+                listeners.append([[math.exp(lps[g]) for lps in caption] for g in range(len(texts))])
+            else:
+                listeners.append([softmax([lps[g] for lps in caption]) for g in range(len(texts))])
         if cfg.listener in ("yes_no", "both"):
             listeners.append(
                 [

@@ -173,8 +173,44 @@ def test_the_description_game_plays_tagging_s_way_round(run_dir, tmp_path):
     assert row["game_reward"] != pytest.approx(plain["game_reward"], abs=1e-6)
     with pytest.raises(ConfigError, match="game"):
         replace(config, game="tagging")
-    with pytest.raises(ConfigError, match="listener = yes_no"):
+    with pytest.raises(ConfigError, match="listener = yes_no or caption_text"):
         replace(config, game="description", listener="caption")
+    # Its caption listener compares the descriptions on each photo by their likelihood per token: other rewards.
+    caption = metrics(train(replace(config, game="description", listener="caption_text",
+                                    out_dir=str(tmp_path / "caption"))))[0]  # fmt: skip
+    assert 0 <= caption["game_reward"] <= 1 and caption["grad_norm"] > 0
+    assert caption["completion_len"] == pytest.approx(plain["completion_len"])
+    assert caption["game_reward"] != pytest.approx(row["game_reward"], abs=1e-6)
+
+
+def test_caption_rivals_are_read_by_their_likelihood_per_token(run_dir, tmp_path, monkeypatch):
+    """listener = caption_text: photo k against rival r is exp(mean log P(token) of r as the runtime re-reads it)."""
+    import math
+
+    from rrg_local.vlm.prompts import CAPTION_OPEN, parse_description, speaker_answer
+    from trainer import grpo
+    from trainer.train import _open, rival_descriptions, setup
+
+    config = load_config(run_dir.parent / "train.yaml", [f"out_dir={tmp_path / 'run'}", "K=3", "game=description",
+                                                         "listener=caption_text"])  # fmt: skip
+    session = setup(config)
+    model, tok, proc = session.model, session.tokenizer, session.processor
+    texts: list[str] = []
+    real_greedy = grpo.greedy
+    monkeypatch.setattr(grpo, "greedy", lambda *a, **k: texts.append(real_greedy(*a, **k)) or texts[-1])
+    game = session.games[0]
+    images = [_open(c.path) for c in game.candidates]
+    rivals, owners = rival_descriptions(session, game, images)
+    negatives = [c for k, c in enumerate(game.candidates) if k != game.answer]
+    assert len(texts) == 2 and all(len(row) == 2 and all(0 < p < 1 for p in row) for row in rivals)
+    for k, image in enumerate(images):
+        for r, (text, negative) in enumerate(zip(texts, negatives, strict=True)):
+            summed = grpo.listener_caption_logprobs(model, tok, proc, image, grpo.text_rollout(tok, [text]),
+                                                    negative.category, CAPTION_OPEN)[0]  # fmt: skip
+            coarse, detailed = parse_description(text)
+            answer = speaker_answer(coarse, detailed).removeprefix(CAPTION_OPEN) if coarse and detailed else None
+            n = len(tok(answer, add_special_tokens=False).input_ids) if answer else len(tok(text).input_ids) + 1
+            assert rivals[k][r] == pytest.approx(math.exp(summed / n), rel=1e-5)
 
 
 def test_rivals_are_described_from_another_photo_of_their_concept(run_dir, tmp_path, monkeypatch):
