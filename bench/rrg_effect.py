@@ -120,10 +120,7 @@ def main() -> int:
             for col in columns.values():
                 summed, tokens = likelihood_scores(backend.listener, data.games, col["descriptions"])
                 col["game_likelihood"] = summed
-                col["game_likelihood_per_token"] = [
-                    [lp / max(1, n) for lp, n in zip(row, counts, strict=True)]
-                    for row, counts in zip(summed, tokens, strict=True)
-                ]
+                col["game_likelihood_per_token"] = per_token(summed, tokens)
                 col["metrics"]["identification (caption likelihood)"] = picked_share(summed, data.games)
                 col["metrics"]["identification (caption likelihood per token)"] = picked_share(
                     col["game_likelihood_per_token"], data.games
@@ -155,6 +152,13 @@ def main() -> int:
                      ("identification (caption likelihood per token)", "per token")):  # fmt: skip
         print(f"the same games, the listener's caption likelihood ({how}) picking the photo's concept: "
               + ", ".join(f"{name} {col['metrics'][key]:.3f}" for name, col in columns.items()))  # fmt: skip
+    if {"untrained", "RRG-trained"} <= set(columns):
+        before, after = (columns[c]["metrics"]["identification (caption likelihood per token)"]
+                         for c in ("untrained", "RRG-trained"))  # fmt: skip
+        paired = paired_se(*(columns[c]["game_likelihood_per_token"] for c in ("untrained", "RRG-trained")),
+                           data.games)  # fmt: skip
+        print(f"caption likelihood per token, RRG - untrained: {100 * (after - before):+.1f} points "
+              f"({100 * paired:.1f} paired)")  # fmt: skip
     answers = [g.answer for g in data.games]
     print("\nthe target's description against each other candidate's, on the target photo: share won, by what "
           "that candidate differs in (yes/no P(Yes) | caption likelihood); then those one attribute off")  # fmt: skip
@@ -208,6 +212,17 @@ def likelihood_scores(listener, games, descriptions: dict) -> tuple[list[list[fl
         for game in games
     ]
     return [[s.logprob for s in row] for row in scored], [[s.n_tokens for s in row] for row in scored]
+
+
+def per_token(summed: list[list[float]], tokens: list[list[int]]) -> list[list[float]]:
+    """Each game's summed log-likelihoods as means over their descriptions' tokens.
+
+    >>> per_token([[-6.0, -4.0]], [[12, 4]])  # the longer description fits better per token, worse summed
+    [[-0.5, -1.0]]
+    """
+    return [
+        [lp / max(1, n) for lp, n in zip(row, counts, strict=True)] for row, counts in zip(summed, tokens, strict=True)
+    ]
 
 
 def picked_share(scores: list[list[float]], games) -> float:
