@@ -111,8 +111,9 @@ class DemoConfig:
     # The same model up to float rounding; false reproduces the shipped build's summation order bit for bit.
     fast_forwards: bool = True
     # Stage B's language model through `torch.compile` (inductor, dynamic shapes), in place so the saved weights
-    # keep their names: a B step 0.79x the eager one's on a 2-core CPU (`bench/fast_forwards.py --compile`), after
-    # a compile of about 1.5 min per process. Other kernels, other rounding: off reproduces the shipped build.
+    # keep their names: a whole B2 step 0.86x the eager one's on a 2-core CPU (its forward and backward 0.80x,
+    # `bench/fast_forwards.py --compile`), after 1-1.5 min of compiling per process. Other kernels, other
+    # rounding: off reproduces the shipped build.
     compile: bool = False
     device: str = "cpu"  # where the model trains ("cuda" on a GPU machine); the photos render on the CPU
     # 0: batches drawn here from one random stream (the shipped build's). N >= 1: step k's batch drawn from its
