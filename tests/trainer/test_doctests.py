@@ -19,7 +19,7 @@ def test_doctests(name):
     assert result.failed == 0
 
 
-@pytest.mark.parametrize("script", ["rrg_effect.py", "comparison_testbed.py", "build_determinism.py"])
+@pytest.mark.parametrize("script", ["rrg_effect.py", "rrg_pool.py", "comparison_testbed.py", "build_determinism.py"])
 def test_bench_doctests(script):
     """The bench scripts' helpers that carry examples (imported as modules; their `main` does not run)."""
     import importlib.util
