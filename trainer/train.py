@@ -13,9 +13,9 @@ rewards averaged) scores every description against the K candidates, the reward 
 weighted format and length rewards, and `trainer.grpo.grpo_step` updates the adapter once over all games.
 With `game = "description"` the game is played tagging's way round (`description_games`): the speaker also
 describes each negative's concept greedily (`rival_descriptions`), and each candidate photo picks among the
-sampled description and those; the rivals' descriptions and their listener calls count in `t_listener`. A game
-none of whose negatives shows a concept (photos a person rejected, in `db` mode) has no rival and is played the
-photo way.
+sampled description and those (by P(Yes), or with `caption_text` by each one's caption likelihood per token); the
+rivals' descriptions and their listener calls count in `t_listener`. A game none of whose negatives shows a
+concept (photos a person rejected, in `db` mode) has no rival and is played the photo way.
 
 The run folder is `trainer.export`'s layout: `run.json` (base, name, pre_tokenizer, plus the config) and
 `adapter/` (peft `save_pretrained`), plus `state.pt` (optimizer, step, RNG states) and `metrics.jsonl`.
