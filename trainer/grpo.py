@@ -342,13 +342,20 @@ def text_rollout(tokenizer: Any, texts: Sequence[str]) -> Rollout:
     import torch
 
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    rows = [tokenizer(text, add_special_tokens=False).input_ids + [eos] for text in texts]
-    completions = torch.zeros((len(rows), max(len(r) for r in rows)), dtype=torch.long)
-    mask = torch.zeros(completions.shape)
-    for i, r in enumerate(rows):
-        completions[i, : len(r)] = torch.tensor(r)
-        mask[i, : len(r)] = 1
+    completions, mask = _padded([tokenizer(text, add_special_tokens=False).input_ids + [eos] for text in texts])
     return caption_rollout(tokenizer, Rollout(None, completions, mask, torch.zeros(mask.shape)), texts)
+
+
+def _padded(rows: Sequence[Sequence[int]], dtype: Any = None, mask_dtype: Any = None) -> tuple[Any, Any]:
+    """Token rows as a zero-padded (len(rows), longest) id tensor and its 1/0 mask."""
+    import torch
+
+    completions = torch.zeros((len(rows), max(len(r) for r in rows)), dtype=dtype or torch.long)
+    mask = torch.zeros(completions.shape, dtype=mask_dtype or torch.float32)
+    for i, r in enumerate(rows):
+        completions[i, : len(r)] = torch.tensor(r, dtype=completions.dtype)
+        mask[i, : len(r)] = 1
+    return completions, mask
 
 
 def caption_rollout(tokenizer: Any, rollout: Rollout, texts: Sequence[str]) -> Rollout:
@@ -369,12 +376,7 @@ def caption_rollout(tokenizer: Any, rollout: Rollout, texts: Sequence[str]) -> R
             rows.append(tokenizer(answer, add_special_tokens=False).input_ids)
         else:
             rows.append(ids[mask.bool()].tolist())
-    width = max(len(r) for r in rows)
-    completions = torch.zeros((len(rows), width), dtype=rollout.completions.dtype)
-    mask = torch.zeros((len(rows), width), dtype=rollout.mask.dtype)
-    for i, r in enumerate(rows):
-        completions[i, : len(r)] = torch.tensor(r, dtype=completions.dtype)
-        mask[i, : len(r)] = 1
+    completions, mask = _padded(rows, rollout.completions.dtype, rollout.mask.dtype)
     return Rollout(rollout.prompt, completions, mask, torch.zeros(mask.shape))
 
 
