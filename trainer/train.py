@@ -264,10 +264,17 @@ def rival_descriptions(
         prompt = grpo.encode_prompt(model, tok, proc, _open(photo), grpo.speaker_chat(candidate.category))
         owners.append(len(texts))
         texts.append((grpo.greedy(model, tok, prompt, cfg.max_new_tokens), candidate.category))
-    if cfg.listener == "caption_text":
-        rivals = [[math.exp(grpo.listener_caption_logprobs(model, tok, proc, img, grpo.text_rollout(tok, [text]),
-                                                           category, CAPTION_OPEN, per_token=True)[0])
-                   for text, category in texts] for img in images]  # fmt: skip
+    if cfg.listener == "caption_text":  # the rivals of one category in one rollout (one prompt), read per photo
+        groups = {c: [r for r, (_, cat) in enumerate(texts) if cat == c] for _, c in texts}
+        rollouts = {c: grpo.text_rollout(tok, [texts[r][0] for r in rs]) for c, rs in groups.items()}
+        rivals = [[0.0] * len(texts) for _ in images]
+        for img, row in zip(images, rivals, strict=True):
+            for c, rs in groups.items():
+                scores = grpo.listener_caption_logprobs(
+                    model, tok, proc, img, rollouts[c], c, CAPTION_OPEN, per_token=True
+                )
+                for r, score in zip(rs, scores, strict=True):
+                    row[r] = math.exp(score)
     else:
         rivals = [[grpo.listener_p_yes(model, tok, proc, img, text, category) for text, category in texts]
                   for img in images]  # fmt: skip
