@@ -49,6 +49,9 @@ def main() -> int:
     from trainer.demo_tasks import held_out
     from trainer.eval import eval_data
 
+    sys.path.insert(0, str(ROOT / "bench"))
+    from rrg_effect import per_token, won
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", required=True, help="comma-separated draws, as given to rrg_effect.py --seed")
     ap.add_argument("--games", choices=("nearest", "lookalike"), default="nearest")
@@ -70,7 +73,7 @@ def main() -> int:
         path, _, name = spec.partition(":")
         return json.loads(Path(path.format(seed=seed)).read_text())[name or default]
 
-    def per_token(col: dict, candidates: list[list[str]]) -> list[list[float]]:
+    def per_token_scores(col: dict, candidates: list[list[str]]) -> list[list[float]]:
         if "game_likelihood_per_token" in col:
             return col["game_likelihood_per_token"]
         if tok is None:
@@ -78,11 +81,10 @@ def main() -> int:
         d = col["descriptions"]
         n = {c: len(tok(speaker_answer(*d[c]).removeprefix(CAPTION_OPEN), add_special_tokens=False).input_ids)
              for c in d}  # fmt: skip
-        rows = zip(col["game_likelihood"], candidates, strict=True)
-        return [[lp / n[c] for lp, c in zip(row, cs, strict=True)] for row, cs in rows]
+        return per_token(col["game_likelihood"], [[n[c] for c in cs] for cs in candidates])
 
     names = ["untrained", "ground truth"] + [s.partition("=")[0] for s in args.speaker]
-    won: dict[tuple[str, str], dict[int, list[bool]]] = {}
+    results: dict[tuple[str, str], dict[int, list[bool]]] = {}
     for seed in seeds:
         with tempfile.TemporaryDirectory() as tmp:
             bench = Path(tmp) / "held-out"
@@ -91,7 +93,6 @@ def main() -> int:
             alike = load_lookalikes(bench / LOOKALIKES) if args.games == "lookalike" else None
             data = eval_data(bench, bench / "categories.csv", all_concepts=True, k=args.k, seed=seed,
                              lookalikes=alike)  # fmt: skip
-        answers = [g.answer for g in data.games]
         candidates = [[c.concept for c in g.candidates] for g in data.games]
         cols = {
             "untrained": column(args.base, seed, "untrained"),
@@ -99,18 +100,16 @@ def main() -> int:
         }
         cols |= {s.partition("=")[0]: column(s.partition("=")[2], seed, "RRG-trained") for s in args.speaker}
         for name, col in cols.items():
-            col["game_likelihood_per_token"] = per_token(col, candidates)
+            col["game_likelihood_per_token"] = per_token_scores(col, candidates)
             for listener, key in LISTENERS:
-                won.setdefault((name, listener), {})[seed] = [
-                    int(np.argmax(row)) == a for row, a in zip(col[key], answers, strict=True)
-                ]
+                results.setdefault((name, listener), {})[seed] = won(col[key], data.games)
     print(f"identification among K = {args.k}, {args.games} games, draws {args.seeds}: per draw; pooled gain over the "
           "untrained speaker (standard error, paired game by game)")  # fmt: skip
     print("| speaker | listener | per draw | pooled gain |\n|---|---|---|---|")
     for name in names:
         for listener, _ in LISTENERS:
-            per = " / ".join(f"{np.mean(won[name, listener][s]):.3f}" for s in seeds)
-            gain, se = pooled(won[name, listener], won["untrained", listener])
+            per = " / ".join(f"{np.mean(results[name, listener][s]):.3f}" for s in seeds)
+            gain, se = pooled(results[name, listener], results["untrained", listener])
             print(f"| {name} | {listener} | {per} | {gain:+.1f} ({se:.1f}) |")
     return 0
 
