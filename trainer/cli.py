@@ -62,13 +62,16 @@ def tiny_cmd(out: Path | None, quant: tuple[str, ...]) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="The build folder.")
 @click.option("--ship", is_flag=True, help="Copy the result into rrg_local/demo/model with its manifest.")
 @click.option("--pretrain-only", is_flag=True, help="Stop after stage A, B1 and B2 (a GPU machine).")
+@click.option("--fast", is_flag=True, help="Stage B compiled, in passes cut by length (the same recipe, faster).")
 @click.option(
     "--from-shipped",
     is_flag=True,
     help="Skip stage A, B1 and B2: run the RRG stage on the shipped base (its GGUF pair read back) and export.",
 )
 @click.argument("overrides", nargs=-1)
-def demo_model_cmd(out: Path, ship: bool, pretrain_only: bool, from_shipped: bool, overrides: tuple[str, ...]) -> None:
+def demo_model_cmd(
+    out: Path, ship: bool, pretrain_only: bool, fast: bool, from_shipped: bool, overrides: tuple[str, ...]
+) -> None:
     """Build the demo model: pre-train on the demo world, RRG-train the speaker, export GGUF (resumable).
 
     OVERRIDES are key=value: pretrain.steps=2200, pretrain.batch=32, pretrain.shape.num_layers=4, rrg.steps=120,
@@ -77,7 +80,7 @@ def demo_model_cmd(out: Path, ship: bool, pretrain_only: bool, from_shipped: boo
     from trainer import demo_build
 
     try:
-        config = demo_build.config_with(overrides)
+        config = demo_build.config_with((demo_build.FAST if fast else ()) + overrides)
     except (AttributeError, TypeError, ValueError) as exc:
         raise click.ClickException(f"bad override: {exc}") from exc
     log = lambda line: click.echo(line, err=True)  # noqa: E731

@@ -33,6 +33,15 @@ IMAGE_MAX_TOKENS = 16
 RRG_FIXED = frozenset({"base", "data_root", "categories", "out_dir", "device", "lookalikes", "db"})
 
 
+# `rrg-train demo-model --fast`: stage B's language model compiled and its passes cut by token count, in 3
+# passes (`DemoConfig.compile`, `DemoConfig.length_batches`): the same recipe up to rounding, in less time.
+FAST = tuple(
+    f"{phase}.{key}"
+    for phase in ("pretrain", "listener")
+    for key in ("compile=true", "length_batches=true", "micro_batches=3")
+)
+
+
 @dataclass(frozen=True)
 class BuildConfig:
     """The build beyond pre-training: the RRG stage's benchmark and run settings."""

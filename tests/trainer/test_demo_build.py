@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from trainer.config import ConfigError
-from trainer.demo_build import BuildConfig, config_with
+from trainer.demo_build import FAST, BuildConfig, config_with
 
 
 def test_rrg_overrides_are_typed_as_the_trainer_reads_them():
@@ -31,6 +31,26 @@ def test_a_wrong_rrg_override_is_refused_before_anything_runs(tmp_path, override
     run = tmp_path / "run"
     result = CliRunner().invoke(main, ["demo-model", "--out", str(run), override])
     assert result.exit_code != 0 and f"bad override: {says}" in result.output and not run.exists()
+
+
+def test_fast_changes_only_how_stage_b_runs_and_later_overrides_win(tmp_path):
+    """`--fast`: both stage-B phases compiled, in passes cut by length; the recipe (steps, rates, mixes) the
+    shipped one's; an override after it wins."""
+    from dataclasses import asdict
+
+    fast, stock = config_with(FAST), BuildConfig()
+    for phase in ("pretrain", "listener"):
+        mine, theirs = asdict(getattr(fast, phase)), asdict(getattr(stock, phase))
+        assert mine["compile"] and mine["length_batches"] and not theirs["compile"] and not theirs["length_batches"]
+        changed = {k for k in mine if mine[k] != theirs[k]}
+        assert changed == {"compile", "length_batches", "micro_batches"}
+    assert fast.rrg == stock.rrg
+    assert config_with((*FAST, "listener.micro_batches=2")).listener.micro_batches == 2
+    from trainer.cli import main
+
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, ["demo-model", "--fast", "--out", str(run), "listener.nope=1"])
+    assert result.exit_code != 0 and "bad override" in result.output and not run.exists()
 
 
 def test_the_build_record_names_the_cpu_features_and_caps_that_choose_its_kernels(monkeypatch):

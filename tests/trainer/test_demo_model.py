@@ -368,3 +368,42 @@ def test_a_compiled_stage_b_trains_as_the_eager_one_and_saves_the_same_weights(t
     assert a.keys() == b.keys()
     assert all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
     assert [r["loss"] for r in eager_rows] == pytest.approx([r["loss"] for r in compiled_rows], abs=1e-3)
+
+
+def test_length_batches_cut_by_token_count_and_keep_every_samples_loss(tmp_path):
+    """`Encoder.batches`: each sample lands in one batch with its own photo and labels (its loss as in the
+    single batch, up to rounding), the batches run shortest first, and they hold fewer pad tokens than the
+    single batch; a stage-B run so trains as the task-sorted one up to rounding."""
+    from transformers import AutoModelForImageTextToText
+
+    config = small()
+    init = dm.init_model(config, tmp_path / "init")
+    model = AutoModelForImageTextToText.from_pretrained(init, dtype=torch.float32)
+    enc = dm.Encoder(init)
+    samples = dm.draw_batch(random.Random(3), small(batch=12), step=3)
+    whole = enc(samples, model)
+    full, _ = dm.answer_loss(model, whole)
+    batches = enc.batches(samples, model, 3)
+    assert [len(b["decisions"]) for b in batches] == [4, 4, 4]
+    widths = [b["inputs"]["attention_mask"].shape[1] for b in batches]
+    lengths = [b["inputs"]["attention_mask"].sum(1).tolist() for b in batches]
+    assert widths == sorted(widths) and all(max(a) <= min(b) for a, b in zip(lengths, lengths[1:], strict=False))
+    assert sum(b["inputs"]["attention_mask"].numel() for b in batches) < whole["inputs"]["attention_mask"].numel()
+    mine = sorted(float(x) for b in batches for x in dm.answer_loss(model, b)[0].detach())
+    assert mine == pytest.approx(sorted(float(x) for x in full.detach()), abs=1e-4)
+    # a batch's photos are its own samples' (a mix-up would change the losses above only a little)
+    by_ids = {tuple(r[r != enc.pad].tolist()): i for i, r in enumerate(whole["inputs"]["input_ids"])}
+    for b in batches:
+        for row, (ids, thw) in enumerate(zip(b["inputs"]["input_ids"], b["inputs"]["image_grid_thw"], strict=True)):
+            i = by_ids[tuple(ids[ids != enc.pad].tolist())]
+            assert torch.equal(thw, whole["inputs"]["image_grid_thw"][i])
+            n, at = int(thw.prod()), int(whole["inputs"]["image_grid_thw"][:i].prod(-1).sum())
+            mine_px = b["inputs"]["pixel_values"][int(b["inputs"]["image_grid_thw"][:row].prod(-1).sum()) :][:n]
+            assert torch.equal(mine_px, whole["inputs"]["pixel_values"][at : at + n])
+
+    def run(name: str, **kw):
+        cfg = small(vision=VisionConfig(steps=0), steps=2, batch=6, micro_batches=3, **kw)
+        dm.pretrain(cfg, tmp_path / name, log=lambda _: None)
+        return [r["loss"] for r in dm.read_metrics(tmp_path / name)]
+
+    assert run("by-length", length_batches=True) == pytest.approx(run("by-task"), abs=1e-4)
