@@ -9,7 +9,9 @@ against the first variant's.
 
 Variants: `--variant "LABEL:KEY=VALUE ..."` (repeatable). Upper-case keys are environment variables; `bf16=false`
 runs the build in f32, `bf16=force` with bf16 autocast even where `trainer.hardware.native_bf16` would turn it off
-(a CPU without bf16 instructions, or oneDNN capped below them). None given: the machine as it is, f32, and
+(a CPU without bf16 instructions, or oneDNN capped below them); `fast=true` runs stage B as `rrg-train demo-model
+--fast` does (`demo_build.FAST`: compiled, in passes cut by length), so two such variants say whether the fast
+build repeats itself bit for bit. None given: the machine as it is, f32, and
 oneDNN capped at AVX512_CORE and at AVX2, each with bf16 forced and with what the build picks there (f32). A
 package version is a variant too: install it aside (`pip install --no-deps --target /tmp/t524
 transformers==5.24.0`) and pass `"transformers 5.24:PYTHONPATH=/tmp/t524"`. Measured 2026-12-07 (AMD EPYC with
@@ -42,13 +44,15 @@ BF16 = ("true", "false", "force")
 FILES = {"init": "init/model.safetensors", "tower": "vision.pt", "model": "hf/model.safetensors"}
 
 
-def parse_variant(text: str) -> tuple[str, dict[str, str], str]:
-    """`"LABEL:KEY=VALUE ..."` -> (label, environment changes, bf16: "true", "false" or "force").
+def parse_variant(text: str) -> tuple[str, dict[str, str], str, bool]:
+    """`"LABEL:KEY=VALUE ..."` -> (label, environment changes, bf16: "true", "false" or "force", fast).
 
     >>> parse_variant("capped:ONEDNN_MAX_CPU_ISA=AVX2 PYTHONPATH=/tmp/x bf16=force")
-    ('capped', {'ONEDNN_MAX_CPU_ISA': 'AVX2', 'PYTHONPATH': '/tmp/x'}, 'force')
+    ('capped', {'ONEDNN_MAX_CPU_ISA': 'AVX2', 'PYTHONPATH': '/tmp/x'}, 'force', False)
     >>> parse_variant("as is:")
-    ('as is', {}, 'true')
+    ('as is', {}, 'true', False)
+    >>> parse_variant("fast:fast=true")
+    ('fast', {}, 'true', True)
     >>> parse_variant("no colon")
     Traceback (most recent call last):
     ...
@@ -62,14 +66,15 @@ def parse_variant(text: str) -> tuple[str, dict[str, str], str]:
     pairs = [item.partition("=") for item in rest.split()]
     if not colon or not label.strip() or any(not key or not eq for key, eq, _ in pairs):
         raise ValueError(f"a variant is LABEL:KEY=VALUE ..., got {text!r}")
-    env = {key: value for key, _, value in pairs if key != "bf16"}
+    env = {key: value for key, _, value in pairs if key not in ("bf16", "fast")}
     bf16 = next((value for key, _, value in pairs if key == "bf16"), "true").lower()
     if bf16 not in BF16:
         raise ValueError(f"bf16 is one of {', '.join(BF16)}, got {bf16!r}")
-    return label.strip(), env, bf16
+    fast = next((value for key, _, value in pairs if key == "fast"), "false").lower() == "true"
+    return label.strip(), env, bf16, fast
 
 
-def child(out: Path, bf16: str) -> None:
+def child(out: Path, bf16: str, fast: bool = False) -> None:
     """One short build in `out`; prints one JSON line: versions, file hashes, last losses."""
     from dataclasses import replace
 
@@ -79,10 +84,10 @@ def child(out: Path, bf16: str) -> None:
 
     from rrg_local.vlm.gguf_meta import file_sha256
     from trainer import demo_model
-    from trainer.demo_build import BuildConfig
+    from trainer.demo_build import FAST, config_with
     from trainer.hardware import machine
 
-    config = BuildConfig().pretrain
+    config = config_with(FAST if fast else ()).pretrain
     config = replace(config, vision=replace(config.vision, steps=40, log_every=20, held_out=64), steps=6,
                      eval_every=3, eval_size=8, bf16=bf16 != "false")  # fmt: skip
     if bf16 == "force":
@@ -106,9 +111,10 @@ def main() -> int:
     ap.add_argument("--variant", action="append", help='"LABEL:KEY=VALUE ..." (repeatable)')
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--bf16", default="true", choices=BF16, help=argparse.SUPPRESS)
+    ap.add_argument("--fast", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(args.child, args.bf16)
+        child(args.child, args.bf16, args.fast)
         return 0
     try:
         variants = [parse_variant(v) for v in (args.variant or DEFAULT_VARIANTS)]
@@ -117,10 +123,10 @@ def main() -> int:
         return 2
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (label, changes, bf16) in enumerate(variants):
+        for i, (label, changes, bf16, fast) in enumerate(variants):
             out = Path(tmp) / f"v{i}"
             env = {**os.environ, **changes}
-            command = [sys.executable, __file__, "--child", str(out), "--bf16", bf16]
+            command = [sys.executable, __file__, "--child", str(out), "--bf16", bf16, *["--fast"] * fast]
             done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
             lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
             if done.returncode or not lines:

@@ -4,7 +4,9 @@ stock HF forwards against the fast ones, one process, the same model, photos and
 Run: `.venv/bin/python bench/fast_forwards.py` (CPU, two threads, about a minute). Options: `--reps N` (timed
 passes of each variant after one warm-up), `--threads N`, `--precision build|f32|bf16` (the autocast: as the build
 decides it on this CPU, or forced), `--compile` (stage B also with the fast model's language model compiled, as
-`DemoConfig.compile` does; its warm-up pass compiles, a minute or two). Rows:
+`DemoConfig.compile` does; its warm-up pass compiles, a minute or two), `--length` (stage B also in 3 passes cut
+by token count, as `DemoConfig.length_batches` does: `fast` so, and with `--compile` `compiled` so, i.e.
+`rrg-train demo-model --fast`). Rows:
 - stage A: the vision tower's forward and backward on 64 rendered photos with the attribute heads (the step's
   rendering, the same for every variant, is left out; `bench/stage_a.py` times whole steps);
 - stage B: the whole model's forward and backward on one batch of 32 training samples (2 micro-batches).
@@ -38,6 +40,7 @@ def main() -> None:
                     help="build: bf16 autocast where the build would use it (a CPU with bf16 instructions); f32 or "
                          "bf16: forced")  # fmt: skip
     ap.add_argument("--compile", action="store_true", help="stage B also with the language model compiled")
+    ap.add_argument("--length", action="store_true", help="stage B also in 3 passes cut by token count")
     args = ap.parse_args()
 
     import torch
@@ -62,6 +65,7 @@ def main() -> None:
     photos = demo_vision.render_encoded(64, random.Random(1), config.photo_size, encoder.proc, 2, 0.3)
     samples = draw_batch(random.Random(2), config, config.steps // 2)
     chunks = [encoder(c, stock) for c in micro_batches(samples, config.micro_batches)]
+    by_length = encoder.batches(samples, stock, 3)
     torch.manual_seed(0)
     width = stock.config.text_config.hidden_size
     sizes = demo_vision.HEADS | {"part": demo_vision.HEADS["part"] * len(demo_vision.CATEGORIES)}
@@ -74,9 +78,9 @@ def main() -> None:
         loss.backward()
         return float(loss.detach())
 
-    def stage_b(model) -> float:
+    def stage_b(model, passes=chunks) -> float:
         total = 0.0
-        for batch in chunks:
+        for batch in passes:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 logits = model(**batch["inputs"]).logits[:, :-1]
             labels = batch["labels"][:, 1:]
@@ -85,24 +89,28 @@ def main() -> None:
             total += float(loss.detach()) / len(samples)
         return total
 
-    variants = [("stock", stock), ("fast", fast)]
-    compiled = None
+    variants = [("stock", stock, chunks), ("fast", fast, chunks)]
+    only_b = []
     if args.compile:
         compiled = copy.deepcopy(fast)
         compiled.model.language_model.compile(dynamic=True)
+        only_b.append(("compiled", compiled, chunks))
+    if args.length:
+        only_b.append(("fast, by length", fast, by_length))
+        only_b += [("compiled, by length", compiled, by_length)] if args.compile else []
     print(f"{changed} modules given fast forwards; {args.reps} timed passes each, {args.threads} threads, "
           f"bf16 autocast {bf16}")  # fmt: skip
     print("| step | variant | s / pass | ratio | loss - stock loss |\n|---|---|---|---|---|")
     for name, step in (("stage A (64 photos)", stage_a), ("stage B (32 samples)", stage_b)):
         base_time = base_loss = None
-        for label, model in variants + ([("compiled", compiled)] if compiled and step is stage_b else []):
+        for label, model, passes in variants + (only_b if step is stage_b else []):
             times, loss = [], 0.0
             for rep in range(args.reps + 1):
                 model.zero_grad(set_to_none=True)
                 heads.zero_grad(set_to_none=True)
                 start = time.perf_counter()
                 with attention_kernel(model):  # the stock model: torch's default kernel
-                    loss = step(model)
+                    loss = step(model) if step is stage_a else step(model, passes)
                 if rep:
                     times.append(time.perf_counter() - start)
             took = statistics.median(times)
