@@ -16,6 +16,7 @@ base that `rrg-train train` (RRG) and `rrg-train export` take.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import random
@@ -271,10 +272,13 @@ class Encoder:
             rows.append(ids)
             labels.append(lab)
             decisions.append(decision)
+        from trainer.grpo import _takes_mm_token_types
+
         patches = px["image_grid_thw"].prod(-1).tolist()
-        starts = [sum(patches[:i]) for i in range(len(patches))]
+        starts = [0, *itertools.accumulate(patches)]
         order = sorted(range(len(rows)), key=lambda i: len(rows[i])) if n > 1 else list(range(len(rows)))
         size = -(-len(order) // max(1, n))
+        yes_no = (self.ids("Yes")[0], self.ids("No")[0])
         out = []
         for part in (order[i : i + size] for i in range(0, len(order), size)):
             width = max(len(rows[i]) for i in part)
@@ -285,19 +289,18 @@ class Encoder:
                 input_ids[row, : len(rows[i])] = torch.tensor(rows[i])
                 label_t[row, : len(labels[i])] = torch.tensor(labels[i])
                 mask[row, : len(rows[i])] = 1
-            whole = part == list(range(len(rows)))
-            pixels = [px["pixel_values"][starts[i] : starts[i] + patches[i]] for i in part]
+            whole = len(part) == len(rows) and part == sorted(part)  # one pass in the samples' order
+            pixels = px["pixel_values"]
+            if not whole:
+                pixels = torch.cat([pixels[starts[i] : starts[i + 1]] for i in part])
             inputs = {
                 "input_ids": input_ids,
                 "attention_mask": mask,
-                "pixel_values": px["pixel_values"] if whole else torch.cat(pixels),
+                "pixel_values": pixels,
                 "image_grid_thw": px["image_grid_thw"][part],
             }
-            from trainer.grpo import _takes_mm_token_types
-
             if _takes_mm_token_types(model):
                 inputs["mm_token_type_ids"] = (input_ids == model.config.image_token_id).long()
-            yes_no = (self.ids("Yes")[0], self.ids("No")[0])
             out.append({"inputs": inputs, "labels": label_t, "decisions": [decisions[i] for i in part],
                         "checks": [checks[i] for i in part], "yes_no": yes_no})  # fmt: skip
         return out
