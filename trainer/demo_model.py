@@ -277,10 +277,9 @@ class Encoder:
         patches = px["image_grid_thw"].prod(-1).tolist()
         starts = [0, *itertools.accumulate(patches)]
         order = sorted(range(len(rows)), key=lambda i: len(rows[i])) if n > 1 else list(range(len(rows)))
-        size = -(-len(order) // max(1, n))
         yes_no = (self.ids("Yes")[0], self.ids("No")[0])
         out = []
-        for part in (order[i : i + size] for i in range(0, len(order), size)):
+        for part in cut(order, n):
             width = max(len(rows[i]) for i in part)
             input_ids = torch.full((len(part), width), self.pad)
             label_t = torch.full((len(part), width), -100)
@@ -503,9 +502,17 @@ def micro_batches(samples: Sequence, n: int) -> list[list]:
     >>> [len(c) for c in micro_batches(list(range(5)), 2)]
     [3, 2]
     """
-    order = sorted(samples, key=lambda s: getattr(s, "task", ""))
-    size = -(-len(order) // max(1, n))
-    return [order[i : i + size] for i in range(0, len(order), size)]
+    return cut(sorted(samples, key=lambda s: getattr(s, "task", "")), n)
+
+
+def cut(items: Sequence, n: int) -> list[list]:
+    """`items`, in their order, in `n` near-equal consecutive chunks (the last one shorter).
+
+    >>> cut([1, 2, 3, 4, 5], 2)
+    [[1, 2, 3], [4, 5]]
+    """
+    size = -(-len(items) // max(1, n))
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
 def _lr(config: DemoConfig, step: int) -> float:
