@@ -8,6 +8,7 @@ in WAL mode so the watcher can write while the CLI or TUI reads.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -243,15 +244,38 @@ def migrate(db: sqlite_utils.Database) -> list[str]:
     return applied
 
 
+BUSY_TIMEOUT_MS = 10000
+
+
 def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
     """A raw connection with the pragmas every connection of ours needs."""
     if readonly:
         conn = sqlite3.connect(f"file:{Path(path).as_posix()}?mode=ro", uri=True, check_same_thread=False)
     else:
         conn = sqlite3.connect(str(path), check_same_thread=False)
-    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA foreign_keys = ON")
     return conn
+
+
+def enable_wal(conn: sqlite3.Connection, *, timeout: float = BUSY_TIMEOUT_MS / 1000) -> str:
+    """Switch the file to WAL mode, waiting out other connections doing the same; the mode it is in after.
+
+    SQLite answers "database is locked" at once, without waiting out the busy timeout, when this
+    connection holds a read lock and another holds the write lock: exactly what happens when two
+    processes open a new library together and both switch it to WAL. So the switch retries until
+    `timeout`, then the last error stands.
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while True:
+        try:
+            return conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 def open_db(path: Path | str | None = None) -> sqlite_utils.Database:
@@ -266,7 +290,7 @@ def open_db(path: Path | str | None = None) -> sqlite_utils.Database:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite_utils.Database(connect(path))
-        db.execute("PRAGMA journal_mode = WAL")
+        enable_wal(db.conn)
         db.execute("PRAGMA synchronous = NORMAL")
     migrate(db)
     return db
