@@ -60,8 +60,14 @@ class Jobs:
         return cur.rowcount
 
     def claim(self, kind: str, limit: int) -> list[Job]:
-        """Mark up to `limit` pending jobs of `kind` as running and return them (oldest first)."""
+        """Mark up to `limit` pending jobs of `kind` as running and return them (oldest first).
+
+        The write lock is taken before the read, so two processes claiming at once (the watcher and
+        `rrg tag`) never both get the same job.
+        """
         with self.db.conn:
+            if not self.db.conn.in_transaction:  # one already open has written, so it holds the lock
+                self.db.conn.execute("BEGIN IMMEDIATE")
             rows = self.db.execute(
                 "SELECT id, photo_id, kind, attempts FROM jobs WHERE kind = ? AND state = 'pending' "
                 "ORDER BY id LIMIT ?",
