@@ -4,12 +4,11 @@ in the training process (`workers` 0) against rendered by worker processes while
 Run: `.venv/bin/python bench/stage_a.py` (the shipped build's shape and stage A settings, two threads, about
 three minutes). Options: `--steps N` (timed steps per variant; each run uses that schedule), `--workers 0 1 2`
 (the variants), `--threads N` (the training process's torch threads), `--stock` (first, a variant with the
-stock HF forwards, rendering in the training process: the baseline of `trainer.fast_vision`), `--compile`
-(last, each `--workers` variant again with the tower compiled, `VisionConfig.compile`, its compiling timed
-too), `--device cuda` (on a GPU machine: `--workers 0 8 15` there shows whether rendering or the device
-bounds a step). Every variant starts from the same seeded model; those with workers draw the same photos
-whatever their number, so the table also says whether their uncompiled towers came out bit for bit equal
-(they must). Ratios are against the first variant.
+stock HF forwards, rendering in the training process: the baseline of `trainer.fast_vision`), `--device
+cuda` (on a GPU machine: `--workers 0 8 15` there shows whether rendering or the device bounds a step).
+Every variant starts from the same seeded model; those with workers draw the same photos whatever their
+number, so the table also says whether their towers came out bit for bit equal (they must). Ratios are
+against the first variant; the steady columns leave out the first fifth of the steps (the workers' start).
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--stock", action="store_true")
-    ap.add_argument("--compile", action="store_true")
     args = ap.parse_args()
 
     import torch
@@ -49,31 +47,30 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         init = init_model(config, Path(tmp))
         proc = Encoder(init).proc
-        variants = [(False, 0, False)] * args.stock + [(True, w, False) for w in args.workers]
-        for fast, workers, compiled in variants + [(True, w, True) for w in args.workers] * args.compile:
-            vision = replace(config.vision, steps=args.steps, held_out=0, bank=0, log_every=10**9, workers=workers,
-                             compile=compiled)  # fmt: skip
+        for fast, workers in [(False, 0)] * args.stock + [(True, w) for w in args.workers]:
+            vision = replace(config.vision, steps=args.steps, held_out=0, bank=0, log_every=10**9, workers=workers)
             model = AutoModelForImageTextToText.from_pretrained(init, dtype=torch.float32).to(args.device)
-            run = Path(tmp) / f"workers-{workers}-{fast}-{compiled}"
+            run = Path(tmp) / f"workers-{workers}-{fast}"
             run.mkdir()
             start = time.perf_counter()
             state = train_vision(model, proc, vision, seed=config.seed, photo_size=config.photo_size,
                                  bf16=config.bf16, run_dir=run, log=lambda _: None, fast=fast)  # fmt: skip
-            if fast and not compiled:
+            if fast:
                 states[workers] = state
             total = time.perf_counter() - start
             done = [json.loads(line) for line in (run / "vision_metrics.jsonl").read_text().splitlines()]
             at = [row["step"] * vision.batch / row["images_per_s"] for row in done]  # seconds since step 1 began
-            warm = len(at) // 5  # after the first fifth of the steps: compiling and the workers' start left out
-            rows.append((workers, fast, compiled, total / args.steps, (at[-1] - at[warm - 1]) / (len(at) - warm)))
-    base, base_warm = rows[0][3], rows[0][4]
+            warm = max(1, len(at) // 5)  # steady: after the first fifth of the steps (the workers' start)
+            steady = (at[-1] - at[warm - 1]) / (len(at) - warm) if len(at) > warm else total / args.steps
+            rows.append((workers, fast, total / args.steps, steady))
+    base, base_warm = rows[0][2], rows[0][3]
     print(f"stage A, {args.steps} steps x {config.vision.batch} photos at {config.photo_size} px, "
           f"device {args.device}, {args.threads} training threads")  # fmt: skip
-    print("| rendered by | s / step | ratio | after the first fifth: s / step | ratio | photos / s | 10,000 steps |")
+    print("| rendered by | s / step | ratio | steady s / step | ratio | photos / s | 10,000 steps |")
     print("|---|---|---|---|---|---|---|")
-    for workers, fast, compiled, per_step, warm in rows:
+    for workers, fast, per_step, warm in rows:
         who = f"{workers} worker process{'es' if workers > 1 else ''}" if workers else "the training process"
-        who += ("" if fast else ", stock HF forwards") + (", the tower compiled" if compiled else "")
+        who += "" if fast else ", stock HF forwards"
         print(f"| {who} | {per_step:.3f} | {per_step / base:.2f} | {warm:.3f} | {warm / base_warm:.2f} "
               f"| {config.vision.batch / per_step:.0f} | {per_step * 10_000 / 60:.0f} min |")  # fmt: skip
     with_workers = [states[w] for w in args.workers if w]

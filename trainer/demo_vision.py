@@ -59,10 +59,6 @@ class VisionConfig:
     # torch threads while the tower trains (0: the caller's, as in stage B). With rendering workers on two cores,
     # 1 (`bench/stage_a.py`: 0.484 s a step with 1 thread and 2 workers, 0.672 with 2 threads and none).
     threads: int = 0
-    # The tower's training forward through `torch.compile` (inductor; photos of one size, so one graph): a step
-    # 0.85x the eager one's on one thread of this 2-core CPU (0.198 against 0.234 s) after 5-35 s of compiling.
-    # Other kernels, other rounding: off reproduces the shipped build. The held-out photos run eager.
-    compile: bool = False
 
 
 def token_targets(truth: PhotoTruth, grid: tuple[int, int], coverage: float) -> dict[str, list[int]]:
@@ -309,8 +305,6 @@ def train_vision(model: Any, proc: Any, config: VisionConfig, *, seed: int, phot
     rng = random.Random(seed + 77)
     merge = visual.spatial_merge_size
 
-    tower = torch.compile(visual) if config.compile else visual  # a wrapper: `visual` itself stays eager
-
     def render(n: int, source: random.Random, compact: bool = False) -> list[_Photo]:
         return render_encoded(n, source, photo_size, proc, merge, config.coverage, compact=compact)
 
@@ -341,7 +335,7 @@ def train_vision(model: Any, proc: Any, config: VisionConfig, *, seed: int, phot
             lr = config.lr * min(1.0, (step + 1) / config.warmup) * (0.1 + 0.9 * (1 - step / config.steps))
             for g in opt.param_groups:
                 g["lr"] = lr
-            losses, accs = _losses(tower, heads, scene_head, batch, object_pool=config.object_pool, bf16=bf16)
+            losses, accs = _losses(visual, heads, scene_head, batch, object_pool=config.object_pool, bf16=bf16)
             loss = sum(losses.values())
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -370,40 +370,6 @@ def test_a_compiled_stage_b_trains_as_the_eager_one_and_saves_the_same_weights(t
     assert [r["loss"] for r in eager_rows] == pytest.approx([r["loss"] for r in compiled_rows], abs=1e-3)
 
 
-def test_a_compiled_stage_a_trains_as_the_eager_one_and_leaves_the_tower_eager(tmp_path):
-    """`VisionConfig.compile`: the tower's training forward through inductor: the same losses and tower up to
-    rounding, under the same names; the model's own tower is left uncompiled for stage B and the held-out
-    photos (no `_orig_mod.` prefixes, no graph of its own)."""
-    import json
-    from dataclasses import replace
-
-    from torch._dynamo.utils import counters
-    from transformers import AutoModelForImageTextToText
-
-    from trainer import demo_vision
-
-    init = dm.init_model(small(), tmp_path / "init")
-    enc = dm.Encoder(init)
-    vc = VisionConfig(steps=3, batch=3, bank=6, held_out=3, log_every=3)
-    states, losses, models = {}, {}, {}
-    counters.clear()
-    for name in ("eager", "compiled"):
-        models[name] = AutoModelForImageTextToText.from_pretrained(init)
-        (tmp_path / name).mkdir()
-        states[name] = demo_vision.train_vision(models[name], enc.proc, replace(vc, compile=name == "compiled"),
-                                                seed=0, photo_size=96, bf16=False, run_dir=tmp_path / name,
-                                                log=lambda _: None)  # fmt: skip
-        rows = [json.loads(x) for x in (tmp_path / name / "vision_metrics.jsonl").read_text().splitlines()]
-        losses[name] = [r["loss"] for r in rows]
-        if name == "eager":
-            assert not counters["stats"]["unique_graphs"]
-    assert counters["stats"]["unique_graphs"] > 0  # inductor did compile the tower's forward
-    assert states["eager"].keys() == states["compiled"].keys()
-    assert all(torch.allclose(states["eager"][k], states["compiled"][k], atol=1e-4) for k in states["eager"])
-    assert losses["eager"] == pytest.approx(losses["compiled"], abs=1e-3)
-    assert getattr(models["compiled"].model.visual, "_compiled_call_impl", None) is None  # not `Module.compile`d
-
-
 def test_length_batches_cut_by_token_count_and_keep_every_samples_loss(tmp_path):
     """`Encoder.batches`: each sample lands in one batch with its own photo and labels (its loss as in the
     single batch, up to rounding), the batches run shortest first, and they hold fewer pad tokens than the
