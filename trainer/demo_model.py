@@ -539,9 +539,16 @@ def init_model(config: DemoConfig, run_dir: Path) -> Path:
 
 def _save(model: Any, opt: Any, step: int, rng: random.Random, run_dir: Path) -> None:
     import torch
+    from transformers.utils import logging as hf_logging
 
     tmp = run_dir / "checkpoint.tmp"
-    model.save_pretrained(tmp)
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a "Writing model shards" bar every checkpoint buried the build's log
+    try:
+        model.save_pretrained(tmp)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
     torch.save(
         {"optimizer": opt.state_dict(), "step": step, "rng": rng.getstate(), "torch": torch.get_rng_state()},
         tmp / "state.pt",

@@ -349,6 +349,20 @@ def test_bf16_autocast_runs_only_where_the_cpu_computes_bf16(tmp_path, monkeypat
         assert not all(torch.equal(a, weights(fast)[k]) for k, a in weights(f32).items())
 
 
+def test_checkpoints_leave_no_progress_bar_in_the_log_and_bars_elsewhere_stay_on(tmp_path, capfd):
+    from transformers.utils import logging as hf_logging
+
+    assert hf_logging.is_progress_bar_enabled()
+    bars = []
+    for steps in (2, 5):  # a checkpoint every step: 3 more checkpoints, no more bars (the model's own saves keep one)
+        run = tmp_path / f"run{steps}"
+        dm.pretrain(small(vision=VisionConfig(steps=0), steps=steps, checkpoint_every=1), run, log=lambda _: None)
+        assert (run / "checkpoint" / "state.pt").exists()
+        bars.append(capfd.readouterr().err.count("Writing model shards: 100%"))
+    assert bars[0] == bars[1]
+    assert hf_logging.is_progress_bar_enabled()
+
+
 def test_a_compiled_stage_b_trains_as_the_eager_one_and_saves_the_same_weights(tmp_path):
     """`compile`: the language model through inductor, in place: the same losses and weights up to rounding,
     under the same names (a model folder that loads without the compiled wrapper's `_orig_mod.` prefixes)."""
