@@ -63,15 +63,15 @@ def main() -> None:
             warm = max(1, len(at) // 5)  # steady: after the first fifth of the steps (the workers' start)
             steady = (at[-1] - at[warm - 1]) / (len(at) - warm) if len(at) > warm else total / args.steps
             rows.append((workers, fast, total / args.steps, steady))
-    base, base_warm = rows[0][2], rows[0][3]
+    base, base_steady = rows[0][2], rows[0][3]
     print(f"stage A, {args.steps} steps x {config.vision.batch} photos at {config.photo_size} px, "
           f"device {args.device}, {args.threads} training threads")  # fmt: skip
     print("| rendered by | s / step | ratio | steady s / step | ratio | photos / s | 10,000 steps |")
     print("|---|---|---|---|---|---|---|")
-    for workers, fast, per_step, warm in rows:
+    for workers, fast, per_step, steady in rows:
         who = f"{workers} worker process{'es' if workers > 1 else ''}" if workers else "the training process"
         who += "" if fast else ", stock HF forwards"
-        print(f"| {who} | {per_step:.3f} | {per_step / base:.2f} | {warm:.3f} | {warm / base_warm:.2f} "
+        print(f"| {who} | {per_step:.3f} | {per_step / base:.2f} | {steady:.3f} | {steady / base_steady:.2f} "
               f"| {config.vision.batch / per_step:.0f} | {per_step * 10_000 / 60:.0f} min |")  # fmt: skip
     with_workers = [states[w] for w in args.workers if w]
     if len(with_workers) > 1:

@@ -272,7 +272,7 @@ def enable_wal(conn: sqlite3.Connection, *, timeout: float = BUSY_TIMEOUT_MS / 1
         try:
             return conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() + pause > deadline:
                 raise
         time.sleep(pause)
         pause = min(pause * 2, 0.1)

@@ -52,23 +52,15 @@ def test_requeue_again_resets_done_jobs(jobs):
     assert jobs.counts()["tag"] == {"pending": 1}
 
 
-def test_two_processes_claiming_at_once_never_share_a_job(tmp_path):
+def test_two_processes_claiming_at_once_never_share_a_job(jobs, settings):
     """The other claimer strikes between this one's read and its write: the one moment a job could go to both."""
     import threading
 
     from rrg_local.db import open_db
 
-    path = tmp_path / "lib.db"
-    first, second = open_db(path), open_db(path)
-    now = "2024-01-01T00:00:00Z"
-    first.execute(
-        "INSERT INTO photos (id, hash, size, width, height, format, taken_at, taken_at_source, phash, thumb,"
-        " added_at, updated_at) VALUES (1, 'h1', 1, 1, 1, 'JPEG', ?, 'exif', '0', 't', ?, ?)",
-        [now, now, now],
-    )
-    first.conn.commit()
-    Jobs(first).enqueue([1], "embed")
-    first.conn.commit()
+    jobs.enqueue([1], "embed")
+    jobs.db.conn.commit()
+    second = open_db(settings.db_path)
     theirs: list = []
     other = threading.Thread(target=lambda: theirs.extend(Jobs(second).claim("embed", 5)))
 
@@ -77,9 +69,9 @@ def test_two_processes_claiming_at_once_never_share_a_job(tmp_path):
             other.start()
             other.join(1.0)  # a claim that could slip in has done so by now
 
-    first.conn.set_trace_callback(strike)
-    mine = Jobs(first).claim("embed", 5)
-    first.conn.set_trace_callback(None)
+    jobs.db.conn.set_trace_callback(strike)
+    mine = jobs.claim("embed", 5)
+    jobs.db.conn.set_trace_callback(None)
     other.join()
     assert [j.photo_id for j in mine] + [j.photo_id for j in theirs] == [1]
-    assert Jobs(first).counts() == {"embed": {"running": 1}}
+    assert jobs.counts() == {"embed": {"running": 1}}
