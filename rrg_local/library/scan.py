@@ -273,7 +273,7 @@ class Scanner:
         if isinstance(result, FileError):
             self._record_error(result, report)
             return
-        photo = self.conn.execute("SELECT id, missing FROM photos WHERE hash = ?", [result.hash]).fetchone()
+        photo = self._photo_by_hash(result.hash)
         if photo is None and result.meta is None:
             # Known when the worker looked, purged since: read it again, decoding this time.
             again = read_photo(
@@ -291,7 +291,8 @@ class Scanner:
             m = result.meta
             cur = self.conn.execute(
                 "INSERT INTO photos (hash, size, width, height, format, taken_at, taken_at_source, orientation,"
-                " camera, phash, thumb, missing, added_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,0,?,?)",
+                " camera, phash, thumb, missing, added_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,0,?,?)"
+                " ON CONFLICT (hash) DO NOTHING",
                 [
                     result.hash,
                     result.size,
@@ -308,11 +309,14 @@ class Scanner:
                     now,
                 ],
             )
-            photo_id = cur.lastrowid
-            self.jobs.enqueue([photo_id], KIND_EMBED)
-            self.jobs.enqueue([photo_id], KIND_TAG)
-            report.new_photos += 1
-        else:
+            if cur.rowcount:
+                photo_id = cur.lastrowid
+                self.jobs.enqueue([photo_id], KIND_EMBED)
+                self.jobs.enqueue([photo_id], KIND_TAG)
+                report.new_photos += 1
+            else:  # another scan (the watcher's, `rrg index`'s) recorded it after the read above
+                photo = self._photo_by_hash(result.hash)
+        if photo is not None:
             photo_id = photo[0]
             if photo[1]:
                 self.conn.execute("UPDATE photos SET missing = 0, updated_at = ? WHERE id = ?", [now, photo_id])
@@ -329,6 +333,10 @@ class Scanner:
         if old and old[0] != photo_id:
             self._refresh_missing({old[0]})
         self.conn.execute("DELETE FROM errors WHERE raw = ?", [result.raw])
+
+    def _photo_by_hash(self, digest: str) -> tuple[int, int] | None:
+        """(id, missing) of the photo with these bytes, if recorded."""
+        return self.conn.execute("SELECT id, missing FROM photos WHERE hash = ?", [digest]).fetchone()
 
     def _record_error(self, err: FileError, report: ScanReport) -> None:
         report.errors.append(err)

@@ -161,3 +161,26 @@ def test_scan_never_writes_under_the_library(tmp_path, scanner, make_jpeg):
     scanner.scan([lib])
     scanner.scan([lib])
     assert tree_checksums(lib) == before
+
+
+def test_two_scans_of_one_library_at_once_record_each_photo_once(tmp_path, scanner, db, settings, make_jpeg):
+    """The watcher's rescan and `rrg index` over the same folder: the other scan records a photo between this
+    one's lookup of its hash and its insert. Neither fails, and each photo and path is recorded once."""
+    from rrg_local.db import open_db
+
+    lib = tmp_path / "lib"
+    for i in range(3):
+        make_jpeg(lib / f"p{i}.jpg", i)
+    theirs = []
+
+    def strike(sql):
+        if sql.startswith("INSERT INTO photos") and not theirs:
+            theirs.append(Scanner(open_db(settings.db_path), settings).scan([lib]))
+
+    scanner.conn.set_trace_callback(strike)
+    mine = scanner.scan([lib])
+    scanner.conn.set_trace_callback(None)
+    assert theirs and theirs[0].new_photos == 3
+    assert mine.errors == [] and mine.new_photos == 0 and mine.new_paths == 0
+    assert rows(db, "SELECT count(*) FROM photos")[0][0] == 3 and rows(db, "SELECT count(*) FROM paths")[0][0] == 3
+    assert rows(db, "SELECT count(*) FROM jobs")[0][0] == 6  # one embed and one tag job a photo
