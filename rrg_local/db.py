@@ -198,12 +198,19 @@ def _m005_scene_checks(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m006_job_owner(db: sqlite_utils.Database) -> None:
+    # The process holding a running job (`jobs.process_id`), so that a worker starting beside a live one puts
+    # back only what dead processes left running. NULL: none recorded (a job claimed before this column).
+    db.conn.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_library", _m001_library),
     ("002_concepts", _m002_concepts),
     ("003_calibrations", _m003_calibrations),
     ("004_tag_sure", _m004_tag_sure),
     ("005_scene_checks", _m005_scene_checks),
+    ("006_job_owner", _m006_job_owner),
 ]
 
 

@@ -75,3 +75,39 @@ def test_two_processes_claiming_at_once_never_share_a_job(jobs, settings):
     other.join()
     assert [j.photo_id for j in mine] + [j.photo_id for j in theirs] == [1]
     assert jobs.counts() == {"embed": {"running": 1}}
+
+
+def test_recover_takes_back_dead_and_own_jobs_and_leaves_a_live_workers(jobs):
+    """`rrg tag` starting while the watcher tags: the watcher's running jobs stay its own."""
+    import subprocess
+    import time
+
+    from rrg_local.jobs import _proc_stat, is_running, process_id
+
+    jobs.enqueue([1, 2, 3, 4, 5], "tag")
+    claimed = jobs.claim("tag", 5)
+    live = subprocess.Popen(["sleep", "60"])
+    dead = subprocess.Popen(["sleep", "60"])
+    zombie = subprocess.Popen(["sleep", "60"])
+    try:
+        owners = [process_id(live.pid), process_id(dead.pid), process_id(zombie.pid), None]
+        assert all(is_running(o) for o in owners[:3])
+        dead.kill()
+        dead.wait()
+        zombie.kill()  # and not reaped: a zombie, which has stopped working all the same
+        deadline = time.monotonic() + 30
+        while _proc_stat(zombie.pid)[0] != "Z" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not is_running(owners[2])
+        for job, owner in zip(claimed[1:], owners, strict=True):
+            jobs.db.execute("UPDATE jobs SET owner = ? WHERE id = ?", [owner, job.id])
+        jobs.db.conn.commit()
+        assert is_running(owners[0]) and not is_running(owners[1])
+        assert jobs.recover() == 4  # this process's own, the dead one's, the zombie's, the unowned one
+        running = jobs.db.execute("SELECT photo_id, owner FROM jobs WHERE state = 'running'").fetchall()
+        assert running == [(claimed[1].photo_id, owners[0])]
+        assert [j.photo_id for j in jobs.claim("tag", 5)] == [1, 3, 4, 5]
+    finally:
+        for proc in (live, zombie):
+            proc.kill()
+            proc.wait()
