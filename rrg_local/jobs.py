@@ -4,8 +4,8 @@ The scanner enqueues; workers `claim()` a batch, do the work, and `finish()` or 
 process killed mid-batch leaves jobs in `running`; `recover()` (called when a worker starts) puts them
 back to `pending`, so the next run resumes exactly where the last one stopped. Each running job records
 the process holding it (`process_id`), so a worker starting beside a live one (`rrg tag` while the watcher
-tags) leaves that one's jobs alone. One row per
-(photo, kind): enqueueing twice is a no-op, re-queueing a done job makes it pending again.
+tags) leaves that one's jobs alone. One row per (photo, kind): enqueueing twice is a no-op, re-queueing a
+done job makes it pending again.
 """
 
 from __future__ import annotations
@@ -73,6 +73,11 @@ class Jobs:
     def __init__(self, db: sqlite_utils.Database):
         self.db = db
 
+    def _write_lock(self) -> None:
+        """Take the write lock before reading what a write will depend on (inside `with self.db.conn:`)."""
+        if not self.db.conn.in_transaction:  # one already open has written, so it holds the lock
+            self.db.conn.execute("BEGIN IMMEDIATE")
+
     def enqueue(self, photo_ids: Iterable[int], kind: str, *, again: bool = False) -> int:
         """Queue `kind` for each photo. `again=True` also re-queues finished or failed ones."""
         now = utcnow()
@@ -97,8 +102,7 @@ class Jobs:
         where, params = ("AND kind = ?", [kind]) if kind else ("", [])
         me, back = process_id(), 0
         with self.db.conn:
-            if not self.db.conn.in_transaction:
-                self.db.conn.execute("BEGIN IMMEDIATE")
+            self._write_lock()
             owners = self.db.execute(f"SELECT DISTINCT owner FROM jobs WHERE state='running' {where}", params)
             for (owner,) in owners.fetchall():
                 if owner == me or not is_running(owner):
@@ -116,8 +120,7 @@ class Jobs:
         `rrg tag`) never both get the same job.
         """
         with self.db.conn:
-            if not self.db.conn.in_transaction:  # one already open has written, so it holds the lock
-                self.db.conn.execute("BEGIN IMMEDIATE")
+            self._write_lock()
             rows = self.db.execute(
                 "SELECT id, photo_id, kind, attempts FROM jobs WHERE kind = ? AND state = 'pending' "
                 "ORDER BY id LIMIT ?",
